@@ -1,0 +1,61 @@
+# chatter: `make run` serves the app on SQLite with everything set up; `make test` runs every test.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+HOST ?= 127.0.0.1
+PORT ?= 8000
+WORKERS ?= 1
+
+# The first interpreter found that is Python 3.12 or newer (Django 6.1 needs it).
+# .python-version names 3.12 for pyenv; PYTHON=/path/to/python3.x overrides the search.
+PYTHON ?= $(shell for p in python3.12 python3.13 python3.14 python3 \
+	$$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.1[2-9]*/bin/python3 2>/dev/null); do \
+	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null \
+	&& { command -v $$p; break; }; done)
+
+.PHONY: run test test-unit test-browser setup admin clean vendor
+
+run: setup
+	$(PY) manage.py migrate --no-input -v 0
+	$(PY) manage.py collectstatic --no-input -v 0
+	@echo ""
+	@echo "  chatter is running at http://$(HOST):$(PORT)/"
+	@echo "  First admin: run '$(PY) manage.py createsuperuser' (or 'make admin') in another terminal."
+	@echo ""
+	$(VENV)/bin/uvicorn chatter.asgi:application --host $(HOST) --port $(PORT) --workers $(WORKERS) --no-access-log
+
+admin: setup
+	$(PY) manage.py createsuperuser
+
+test: test-unit test-browser
+
+test-unit: setup
+	$(VENV)/bin/pytest -m "not browser"
+
+# Browser tests run in their own pytest process: Playwright's sync API and async tests clash.
+test-browser: setup
+	$(VENV)/bin/pytest -m browser
+
+setup: $(VENV)/.installed .env
+
+$(VENV)/.installed: requirements.txt
+	@test -n "$(PYTHON)" || { echo "chatter needs Python 3.12 or newer (Django 6.1), and none was found."; \
+		echo "Install Python 3.12+ (e.g. 'pyenv install 3.12'), or run: make PYTHON=/path/to/python3.12"; exit 1; }
+	@test -x $(PY) || { echo "Creating $(VENV) with $(PYTHON)"; $(PYTHON) -m venv $(VENV); }
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	@touch $@
+
+.env:
+	@sed "s|^SECRET_KEY=.*|SECRET_KEY=$$($(PY) -c 'import secrets; print(secrets.token_urlsafe(50))')|" .env.example > .env
+	@echo "Wrote .env with a new SECRET_KEY (edit it to configure chatter)."
+
+clean:
+	rm -rf $(VENV) staticfiles
+
+# Re-vendor htmx from the npm registry: make vendor HTMX=2.0.11 SSE=2.2.4
+vendor:
+	@test -n "$(HTMX)" -a -n "$(SSE)" || { echo "usage: make vendor HTMX=2.x.y SSE=2.x.y"; exit 1; }
+	cd $$(mktemp -d) && npm pack --silent htmx.org@$(HTMX) htmx-ext-sse@$(SSE) \
+	  && tar xzf htmx.org-$(HTMX).tgz && cp package/dist/htmx.min.js $(CURDIR)/static/vendor/htmx/htmx-$(HTMX).min.js \
+	  && rm -rf package && tar xzf htmx-ext-sse-$(SSE).tgz && cp package/dist/sse.min.js $(CURDIR)/static/vendor/htmx/sse-$(SSE).min.js

@@ -1,0 +1,56 @@
+"""Site-wide views: the home page and the error pages.
+
+An error during an HTMX request answers with a small partial that base.html shows in its
+#error-banner region (HX-Retarget), instead of a whole page swapped into a fragment.
+"""
+
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.views.decorators.csrf import requires_csrf_token
+
+ERRORS = {
+    400: ("Bad request", "The request could not be understood. Reload the page and try again."),
+    403: ("Not allowed", "You don't have permission to do that."),
+    404: ("Not found", "There is nothing here. It may have been deleted, or the link is wrong."),
+    500: ("Something went wrong", "An error on our side stopped this. It has been logged; try again."),
+}
+
+
+def home(request: HttpRequest) -> HttpResponse:
+    return render(request, "home.html")
+
+
+def _error(request: HttpRequest, status: int) -> HttpResponse:
+    title, message = ERRORS[status]
+    context = {"status": status, "title": title, "message": message}
+    if request.headers.get("HX-Request") == "true":
+        response = render(request, "errors/error.html#error-banner", context, status=status)
+        response["HX-Retarget"] = "#error-banner"
+        response["HX-Reswap"] = "innerHTML"
+        return response
+    return render(request, "errors/error.html", context, status=status)
+
+
+@requires_csrf_token
+def bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    return _error(request, 400)
+
+
+@requires_csrf_token
+def permission_denied(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    return _error(request, 403)
+
+
+@requires_csrf_token
+def page_not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    return _error(request, 404)
+
+
+@requires_csrf_token
+def server_error(request: HttpRequest) -> HttpResponse:
+    try:
+        return _error(request, 500)
+    except Exception:  # the layout itself failed: fall back to plain text, never a traceback
+        return HttpResponse(
+            "Something went wrong on our side.", status=500, content_type="text/plain"
+        )
