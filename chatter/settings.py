@@ -20,6 +20,7 @@ CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
     "accounts",
+    "aimodels",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -150,6 +151,9 @@ MAILERS = {
         ),
     }
 }
+
+# AI models (aimodels app). Azure API versions an admin may choose, comma-separated.
+AZURE_API_VERSIONS = env.list("AZURE_API_VERSIONS", default=["2024-10-21", "2025-01-01-preview"])
 
 # Internationalisation
 LANGUAGE_CODE = "en-us"

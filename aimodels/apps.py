@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class AimodelsConfig(AppConfig):
+    name = "aimodels"
+    verbose_name = "AI models"
