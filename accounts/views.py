@@ -81,7 +81,6 @@ def verify_email_confirm(request: HttpRequest, token: str) -> HttpResponse:
     )
 
 
-@verification_not_required
 def profile(request: HttpRequest) -> HttpResponse:
     return render(request, "accounts/profile.html")
 

@@ -1,6 +1,7 @@
 """Settings for chatter. Every value that differs between machines comes from the
 environment (or a .env file) through django-environ; .env.example documents each one."""
 
+import os
 from datetime import timedelta
 from pathlib import Path
 
@@ -10,7 +11,8 @@ from django.utils.csp import CSP
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
-environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+# Values already in the environment win over the file. CHATTER_ENV_FILE names another file.
+environ.Env.read_env(os.environ.get("CHATTER_ENV_FILE", BASE_DIR / ".env"), overwrite=False)
 
 SECRET_KEY = env.str("SECRET_KEY")
 SECRET_KEY_FALLBACKS = env.list("SECRET_KEY_FALLBACKS", default=[])
@@ -92,6 +94,7 @@ AUTHENTICATION_BACKENDS = [
     "django.contrib.auth.backends.ModelBackend",
 ]
 LOGIN_URL = "login"
+CSRF_FAILURE_VIEW = "chatter.views.csrf_failure"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
 PASSWORD_MIN_LENGTH = env.int("PASSWORD_MIN_LENGTH", default=12)

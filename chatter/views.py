@@ -10,7 +10,10 @@ from django.views.decorators.csrf import requires_csrf_token
 
 ERRORS = {
     400: ("Bad request", "The request could not be understood. Reload the page and try again."),
-    403: ("Not allowed", "You don't have permission to do that."),
+    403: (
+        "Not allowed",
+        "You don't have permission to do that. If you were signed out in another tab, reload the page.",
+    ),
     404: ("Not found", "There is nothing here. It may have been deleted, or the link is wrong."),
     500: ("Something went wrong", "An error on our side stopped this. It has been logged; try again."),
 }
@@ -38,6 +41,10 @@ def bad_request(request: HttpRequest, exception: Exception | None = None) -> Htt
 
 @requires_csrf_token
 def permission_denied(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    return _error(request, 403)
+
+
+def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
     return _error(request, 403)
 
 

@@ -1,0 +1,108 @@
+import html
+from datetime import timedelta
+
+import pytest
+from axes.models import AccessAttempt, AccessAttemptExpiration
+from django.conf import settings
+from django.urls import reverse
+from django.utils import timezone
+
+from accounts.tests.factories import PASSWORD, UserFactory
+
+LOGIN = reverse("login")
+
+
+def attempt(client, username, password="wrong-password", ip="10.0.0.1"):
+    return client.post(LOGIN, {"username": username, "password": password}, REMOTE_ADDR=ip)
+
+
+def fail(client, username, times, ip="10.0.0.1"):
+    """Fail `times` logins; the one that reaches the limit already answers with the lockout."""
+    for n in range(1, times + 1):
+        expected = 429 if n >= settings.AXES_FAILURE_LIMIT else 200
+        assert attempt(client, username, ip=ip).status_code == expected
+
+
+@pytest.mark.django_db
+def test_wrong_password_shows_a_clear_error(client, user):
+    response = attempt(client, user.username)
+
+    assert response.status_code == 200
+    assert "don't match an account" in html.unescape(response.content.decode())
+
+
+@pytest.mark.django_db
+def test_four_failures_do_not_lock(client, user):
+    fail(client, user.username, 4)
+
+    assert attempt(client, user.username, PASSWORD).status_code == 302
+
+
+@pytest.mark.django_db
+def test_five_failures_for_a_username_lock_it_even_with_the_right_password(client, user):
+    fail(client, user.username, 5)
+
+    response = attempt(client, user.username, PASSWORD, ip="10.0.0.2")
+
+    assert response.status_code == 429
+    assert "locked for 15 minutes" in response.content.decode()
+    assert "_auth_user_id" not in client.session
+
+
+@pytest.mark.django_db
+def test_five_failures_from_one_address_lock_that_address(client, user):
+    for n in range(5):
+        attempt(client, f"nobody{n}", ip="10.9.9.9")
+
+    assert attempt(client, user.username, PASSWORD, ip="10.9.9.9").status_code == 429
+    assert attempt(client, user.username, PASSWORD, ip="10.0.0.3").status_code == 302
+
+
+@pytest.mark.django_db
+def test_lockout_ends_after_the_cool_off(client, user, settings):
+    fail(client, user.username, 5)
+    past = timezone.now() - settings.AXES_COOLOFF_TIME - timedelta(seconds=1)
+    AccessAttempt.objects.update(attempt_time=past)
+    AccessAttemptExpiration.objects.update(expires_at=past)
+
+    response = attempt(client, user.username, PASSWORD)
+
+    assert response.status_code == 302
+
+
+@pytest.mark.django_db
+def test_lockout_still_holds_just_before_the_cool_off_ends(client, user, settings):
+    fail(client, user.username, 5)
+    almost = timezone.now() - settings.AXES_COOLOFF_TIME + timedelta(minutes=1)
+    AccessAttempt.objects.update(attempt_time=almost)
+    AccessAttemptExpiration.objects.update(expires_at=almost + settings.AXES_COOLOFF_TIME)
+
+    assert attempt(client, user.username, PASSWORD).status_code == 429
+
+
+@pytest.mark.django_db
+def test_limit_is_a_setting(client, user, settings):
+    settings.AXES_FAILURE_LIMIT = 2
+    fail(client, user.username, 2)
+
+    assert attempt(client, user.username, PASSWORD).status_code == 429
+
+
+@pytest.mark.django_db
+def test_staff_see_and_clear_a_lockout_in_the_admin(client, user):
+    fail(client, user.username, 5)
+    staff = UserFactory(staff=True)
+    admin = type(client)()
+    admin.force_login(staff)
+    changelist = admin.get(reverse("admin:axes_accessattempt_changelist"))
+    assert changelist.status_code == 200
+    assert user.username in changelist.content.decode()
+
+    ids = list(AccessAttempt.objects.values_list("pk", flat=True))
+    admin.post(
+        reverse("admin:axes_accessattempt_changelist"),
+        {"action": "delete_selected", "_selected_action": ids, "post": "yes"},
+    )
+
+    assert not AccessAttempt.objects.exists()
+    assert attempt(client, user.username, PASSWORD).status_code == 302
