@@ -22,7 +22,7 @@ run: setup
 	@echo "  chatter is running at http://$(HOST):$(PORT)/"
 	@echo "  First admin: run '$(PY) manage.py createsuperuser' (or 'make admin') in another terminal."
 	@echo ""
-	$(VENV)/bin/uvicorn chatter.asgi:application --host $(HOST) --port $(PORT) --workers $(WORKERS) --no-access-log
+	$(VENV)/bin/uvicorn chatter.asgi:application --host $(HOST) --port $(PORT) --workers $(WORKERS) --lifespan off --no-access-log
 
 admin: setup
 	$(PY) manage.py createsuperuser

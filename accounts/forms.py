@@ -15,6 +15,10 @@ class RegistrationForm(UserCreationForm):
         model = User
         fields = ("username", "email")
 
+    def validate_password_for_user(self, user, password_field_name: str = "password1") -> None:
+        # Name each broken password rule beside the password itself, not its confirmation.
+        super().validate_password_for_user(user, password_field_name="password1")
+
     def clean_email(self) -> str:
         email = self.cleaned_data["email"].strip().lower()
         if User.objects.filter(email__iexact=email).exists():

@@ -94,7 +94,7 @@ def test_database_refuses_duplicate_email_in_other_case():
 def test_each_failing_password_rule_is_named(client, password, rule):
     response = post(client, username="adalovelace", password1=password, password2=password)
 
-    errors = " ".join(field_errors(response, "password2"))
+    errors = " ".join(field_errors(response, "password1"))
     assert rule in errors
     assert not User.objects.exists()
 
@@ -103,7 +103,7 @@ def test_each_failing_password_rule_is_named(client, password, rule):
 def test_several_failing_rules_are_all_named(client):
     response = post(client, password1="abc", password2="abc")
 
-    errors = " ".join(field_errors(response, "password2"))
+    errors = " ".join(field_errors(response, "password1"))
     assert "too short" in errors
     assert "must mix at least 3" in errors
 
