@@ -18,6 +18,7 @@ PYTHON ?= $(shell for p in python3.12 python3.13 python3.14 python3 \
 run: setup
 	$(PY) manage.py migrate --no-input -v 0
 	$(PY) manage.py collectstatic --no-input -v 0
+	$(PY) manage.py seed_models
 	@echo ""
 	@echo "  chatter is running at http://$(HOST):$(PORT)/"
 	@echo "  First admin: run '$(PY) manage.py createsuperuser' (or 'make admin') in another terminal."

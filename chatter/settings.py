@@ -23,6 +23,7 @@ CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 INSTALLED_APPS = [
     "accounts",
     "aimodels",
+    "conversations",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -95,7 +96,7 @@ AUTHENTICATION_BACKENDS = [
 ]
 LOGIN_URL = "login"
 CSRF_FAILURE_VIEW = "chatter.views.csrf_failure"
-LOGIN_REDIRECT_URL = "home"
+LOGIN_REDIRECT_URL = "conversations:index"
 LOGOUT_REDIRECT_URL = "login"
 PASSWORD_MIN_LENGTH = env.int("PASSWORD_MIN_LENGTH", default=12)
 AUTH_PASSWORD_VALIDATORS = [
@@ -155,8 +156,28 @@ MAILERS = {
     }
 }
 
-# AI models (aimodels app). Azure API versions an admin may choose, comma-separated.
-AZURE_API_VERSIONS = env.list("AZURE_API_VERSIONS", default=["2024-10-21", "2025-01-01-preview"])
+# AI models (aimodels app). Azure API versions an admin may choose, comma-separated: from the
+# environment only (.env.example lists the current ones), none when unset.
+AZURE_API_VERSIONS = env.list("AZURE_API_VERSIONS", default=[])
+# Calls to the provider: seconds to connect, seconds to wait for each read (the first token
+# of a reasoning model can take a while), retries of a failed call (the SDK honours
+# Retry-After, so each retry can wait that long), and the shorter timeout of the admin's
+# "Test connection" and "Import models" actions.
+LLM_CONNECT_TIMEOUT = env.float("LLM_CONNECT_TIMEOUT", default=5.0)
+LLM_READ_TIMEOUT = env.float("LLM_READ_TIMEOUT", default=120.0)
+LLM_MAX_RETRIES = env.int("LLM_MAX_RETRIES", default=1)
+LLM_PROBE_TIMEOUT = env.float("LLM_PROBE_TIMEOUT", default=20.0)
+# seed_models: an Azure model when AZURE_OPENAI_ENDPOINT and AZURE_OPENAI_DEPLOYMENT are set,
+# and the models of a local Ollama when OLLAMA_BASE_URL is set. API keys are not settings: a
+# model names the environment variable that holds its key, read when a request is sent.
+AZURE_OPENAI_ENDPOINT = env.str("AZURE_OPENAI_ENDPOINT", default="")
+AZURE_OPENAI_DEPLOYMENT = env.str("AZURE_OPENAI_DEPLOYMENT", default="")
+AZURE_OPENAI_API_VERSION = env.str("AZURE_OPENAI_API_VERSION", default=next(iter(AZURE_API_VERSIONS), ""))
+AZURE_OPENAI_API_KEY_ENV = env.str("AZURE_OPENAI_API_KEY_ENV", default="AZURE_OPENAI_API_KEY")
+OLLAMA_BASE_URL = env.str("OLLAMA_BASE_URL", default="")
+
+# Conversations: the longest message a user may send, in characters.
+MESSAGE_MAX_LENGTH = env.int("MESSAGE_MAX_LENGTH", default=32_000)
 
 # Internationalisation
 LANGUAGE_CODE = "en-us"

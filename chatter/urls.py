@@ -2,10 +2,9 @@ from django.contrib import admin
 from django.urls import include, path
 
 from accounts.urls import auth_urlpatterns
-from chatter import views
 
 urlpatterns = [
-    path("", views.home, name="home"),
+    path("", include("conversations.urls")),
     path("accounts/", include(auth_urlpatterns)),
     path("accounts/", include("accounts.urls")),
     path("admin/", admin.site.urls),

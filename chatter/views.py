@@ -1,4 +1,4 @@
-"""Site-wide views: the home page and the error pages.
+"""Site-wide views: the error pages.
 
 An error during an HTMX request answers with a small partial that base.html shows in its
 #error-banner region (HX-Retarget), instead of a whole page swapped into a fragment.
@@ -17,10 +17,6 @@ ERRORS = {
     404: ("Not found", "There is nothing here. It may have been deleted, or the link is wrong."),
     500: ("Something went wrong", "An error on our side stopped this. It has been logged; try again."),
 }
-
-
-def home(request: HttpRequest) -> HttpResponse:
-    return render(request, "home.html")
 
 
 def _error(request: HttpRequest, status: int) -> HttpResponse:

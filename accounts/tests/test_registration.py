@@ -147,4 +147,4 @@ def test_errors_render_next_to_their_field(client):
 def test_signed_in_user_visiting_register_goes_home(client, user):
     client.force_login(user)
 
-    assert client.get(URL)["Location"] == reverse("home")
+    assert client.get(URL)["Location"] == reverse("conversations:index")

@@ -20,7 +20,7 @@ def confirm_url(token: str) -> str:
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("url", [reverse("home"), reverse("accounts:profile"), reverse("password_change")])
+@pytest.mark.parametrize("url", [reverse("conversations:index"), reverse("accounts:profile"), reverse("password_change")])
 def test_unverified_user_sees_only_the_verify_page(client, unverified_user, url):
     client.force_login(unverified_user)
 
@@ -34,7 +34,7 @@ def test_unverified_user_sees_only_the_verify_page(client, unverified_user, url)
 def test_unverified_htmx_request_is_sent_to_verify_page_as_full_reload(client, unverified_user):
     client.force_login(unverified_user)
 
-    response = client.get(reverse("home"), headers={"HX-Request": "true"})
+    response = client.get(reverse("conversations:index"), headers={"HX-Request": "true"})
 
     assert response["HX-Redirect"] == PENDING
 
@@ -65,10 +65,10 @@ def test_valid_link_verifies_and_opens_the_app(client, unverified_user):
 
     response = client.get(confirm_url(unverified_user.make_verification_token()))
 
-    assert response["Location"] == reverse("home")
+    assert response["Location"] == reverse("conversations:index")
     unverified_user.refresh_from_db()
     assert unverified_user.email_verified_at is not None
-    assert client.get(reverse("home")).status_code == 200
+    assert client.get(reverse("conversations:index")).status_code == 200
 
 
 @pytest.mark.django_db
@@ -199,7 +199,7 @@ def test_verification_can_be_turned_off(client, unverified_user, settings):
     settings.EMAIL_VERIFICATION_REQUIRED = False
     client.force_login(unverified_user)
 
-    assert client.get(reverse("home")).status_code == 200
+    assert client.get(reverse("conversations:index")).status_code == 200
 
 
 @pytest.mark.django_db
@@ -213,7 +213,7 @@ def test_sign_up_without_verification_sends_no_email(client, settings, django_ca
             follow=True,
         )
 
-    assert response.redirect_chain[-1][0] == reverse("home")
+    assert response.redirect_chain[-1][0] == reverse("conversations:index")
     assert mail.outbox == []
 
 

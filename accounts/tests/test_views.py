@@ -12,7 +12,7 @@ LOGIN = reverse("login")
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("name", ["home", "accounts:profile", "password_change", "accounts:verify_email_pending"])
+@pytest.mark.parametrize("name", ["conversations:index", "accounts:profile", "password_change", "accounts:verify_email_pending"])
 def test_anonymous_visitor_is_sent_to_login_and_back(client, name):
     url = reverse(name)
 
@@ -24,7 +24,7 @@ def test_anonymous_visitor_is_sent_to_login_and_back(client, name):
 
 @pytest.mark.django_db
 def test_anonymous_htmx_request_reloads_to_login(client):
-    response = client.get(reverse("home"), headers={"HX-Request": "true"})
+    response = client.get(reverse("conversations:index"), headers={"HX-Request": "true"})
 
     assert response["HX-Redirect"] == f"{LOGIN}?next=/"
 
@@ -48,7 +48,7 @@ def test_login_returns_to_next(client, user):
 def test_login_refuses_an_offsite_next(client, user):
     response = client.post(LOGIN, {"username": user.username, "password": PASSWORD, "next": "https://evil.example/"})
 
-    assert response["Location"] == reverse("home")
+    assert response["Location"] == reverse("conversations:index")
 
 
 @pytest.mark.django_db

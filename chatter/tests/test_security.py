@@ -17,7 +17,7 @@ def csp_directives(response) -> dict[str, str]:
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("name, signed_in", [("login", False), ("accounts:register", False), ("home", True)])
+@pytest.mark.parametrize("name, signed_in", [("login", False), ("accounts:register", False), ("conversations:index", True)])
 def test_pages_carry_a_strict_csp_with_a_nonce(client, user, name, signed_in):
     if signed_in:
         client.force_login(user)
@@ -44,7 +44,7 @@ def test_pages_carry_a_strict_csp_with_a_nonce(client, user, name, signed_in):
 @pytest.mark.django_db
 @pytest.mark.parametrize(
     "name, signed_in",
-    [("login", False), ("accounts:register", False), ("home", True), ("accounts:profile", True)],
+    [("login", False), ("accounts:register", False), ("conversations:index", True), ("accounts:profile", True)],
 )
 def test_no_inline_handlers_or_styles(client, user, name, signed_in):
     if signed_in:
@@ -74,7 +74,7 @@ def test_security_headers(client):
 def test_csrf_token_reaches_htmx_through_body_headers(client, user):
     client.force_login(user)
 
-    body = BeautifulSoup(client.get(reverse("home")).content, "html.parser").body
+    body = BeautifulSoup(client.get(reverse("conversations:index")).content, "html.parser").body
 
     assert '"X-CSRFToken"' in body["hx-headers"]
 

@@ -1,0 +1,386 @@
+"""The LLM client: an AIModel turned into an openai SDK client and request arguments, and
+provider failures turned into messages a user understands.
+
+The API key is read from the environment variable the model names, at the moment a request
+is sent; it is never stored on the model, logged, or put into a message.
+"""
+
+import asyncio
+import logging
+import math
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from enum import StrEnum
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx2
+import openai
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import transaction
+
+from aimodels.models import OPENAI_PUBLIC_ENDPOINT, AIModel, name_from_model_id
+
+logger = logging.getLogger(__name__)
+
+# Sent as the key to keyless local servers only to satisfy the SDK: the Authorization header
+# itself is left out of every request to them (chat_request_kwargs).
+KEYLESS = "no-key"
+PROBE_PROMPT = "Reply with the single word OK."
+PROBE_MAX_TOKENS = 16
+
+
+class FailureKind(StrEnum):
+    MISSING_KEY = "missing_key"
+    AUTH = "auth"
+    QUOTA = "quota"
+    RATE_LIMIT = "rate_limit"
+    CONTEXT_LENGTH = "context_length"
+    NOT_FOUND = "not_found"
+    TIMEOUT = "timeout"
+    CONNECTION = "connection"
+    BAD_REQUEST = "bad_request"
+    SERVER = "server"
+    STREAM = "stream"
+    OTHER = "other"
+
+
+class ProviderError(Exception):
+    """A failure talking to an AI provider, with a message fit to show the user."""
+
+    def __init__(self, message: str, *, kind: FailureKind, retry_after: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.kind = kind
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class ConnectionCheck:
+    latency_ms: int
+    reply: str
+
+
+# Clients -------------------------------------------------------------------------------------
+# One AsyncOpenAI client (one connection pool) per event loop and connection setting; a client
+# is bound to the loop it first ran on, so a new loop (a test, a second server thread) gets its own.
+_async_clients: dict[tuple, openai.AsyncOpenAI] = {}
+
+
+def _read_key(variable: str) -> str:
+    if value := os.environ.get(variable):
+        return value
+    raise ProviderError(
+        f"The API key is not configured: the environment variable {variable} is not set on the server.",
+        kind=FailureKind.MISSING_KEY,
+    )
+
+
+def _connection_options(model: AIModel) -> dict[str, Any]:
+    if model.provider == AIModel.Provider.AZURE:
+        return {"azure_endpoint": model.api_endpoint, "api_version": model.api_version}
+    return {"base_url": model.api_endpoint or OPENAI_PUBLIC_ENDPOINT}
+
+
+def _timeout(read: float) -> openai.Timeout:
+    return openai.Timeout(read, connect=settings.LLM_CONNECT_TIMEOUT)
+
+
+def client_get(*, model: AIModel) -> openai.AsyncOpenAI:
+    """The async SDK client for a model (AsyncAzureOpenAI for Azure), reused across requests.
+    Call it from async code. Raises ProviderError when the model's key variable is not set."""
+    if model.api_key_env:
+        _read_key(model.api_key_env)
+    loop = asyncio.get_running_loop()
+    options = _connection_options(model)
+    cache_key = (
+        loop,
+        model.provider,
+        *sorted(options.items()),
+        model.api_key_env,
+        settings.LLM_CONNECT_TIMEOUT,
+        settings.LLM_READ_TIMEOUT,
+        settings.LLM_MAX_RETRIES,
+    )
+    client = _async_clients.get(cache_key)
+    if client is None:
+        for stale in [key for key in _async_clients if key[0].is_closed()]:
+            del _async_clients[stale]
+        if model.api_key_env:
+            variable = model.api_key_env
+
+            async def api_key() -> str:
+                return _read_key(variable)
+        else:
+            api_key = KEYLESS
+        client_class = openai.AsyncAzureOpenAI if model.provider == AIModel.Provider.AZURE else openai.AsyncOpenAI
+        client = client_class(
+            **options,
+            api_key=api_key,
+            timeout=_timeout(settings.LLM_READ_TIMEOUT),
+            max_retries=settings.LLM_MAX_RETRIES,
+        )
+        _async_clients[cache_key] = client
+    return client
+
+
+@contextmanager
+def _sync_client(model: AIModel) -> Iterator[openai.OpenAI]:
+    """A short-lived sync client for admin work (connection test, model import): no retries,
+    the shorter LLM_PROBE_TIMEOUT, closed afterwards."""
+    api_key = _read_key(model.api_key_env) if model.api_key_env else KEYLESS
+    client_class = openai.AzureOpenAI if model.provider == AIModel.Provider.AZURE else openai.OpenAI
+    client = client_class(
+        **_connection_options(model), api_key=api_key, timeout=_timeout(settings.LLM_PROBE_TIMEOUT), max_retries=0
+    )
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+# Requests ------------------------------------------------------------------------------------
+def _messages_for(model: AIModel, messages: list[dict[str, str]]) -> list[dict[str, str]]:
+    if not model.is_reasoning:
+        return [dict(m) for m in messages]
+    if model.system_prompt_handling == AIModel.SystemPromptHandling.DEVELOPER:
+        return [{**m, "role": "developer"} if m["role"] == "system" else dict(m) for m in messages]
+    system = "\n\n".join(m["content"] for m in messages if m["role"] == "system")
+    rest = [dict(m) for m in messages if m["role"] != "system"]
+    if system:
+        first_user = next((m for m in rest if m["role"] == "user"), None)
+        if first_user is None:
+            rest.insert(0, {"role": "user", "content": system})
+        else:
+            first_user["content"] = f"{system}\n\n{first_user['content']}"
+    return rest
+
+
+def chat_request_kwargs(
+    *, model: AIModel, messages: list[dict[str, str]], stream: bool = True, max_tokens: int | None = None
+) -> dict[str, Any]:
+    """Arguments for client.chat.completions.create(**kwargs) that follow the model's rules.
+
+    messages are {"role": "system" | "user" | "assistant", "content": str}. Reasoning models get
+    no temperature, max_completion_tokens instead of max_tokens, and the system prompt as a
+    'developer' message or folded into the first user message. The reply streams (with usage
+    in the last chunk) when stream is asked for and the model supports it: kwargs["stream"] says
+    which. max_tokens lowers the model's reply limit for this request.
+    """
+    limit = model.max_completion_tokens if max_tokens is None else min(max_tokens, model.max_completion_tokens)
+    kwargs: dict[str, Any] = {"model": model.deployment_name, "messages": _messages_for(model, messages)}
+    if model.is_reasoning:
+        kwargs["max_completion_tokens"] = limit
+    else:
+        kwargs["max_tokens"] = limit
+        kwargs["temperature"] = float(model.temperature)
+    kwargs["stream"] = stream and model.supports_streaming
+    if kwargs["stream"]:
+        kwargs["stream_options"] = {"include_usage": True}
+    if not model.api_key_env:
+        kwargs["extra_headers"] = {"Authorization": openai.omit}
+    return kwargs
+
+
+# Errors --------------------------------------------------------------------------------------
+def _provider_label(model: AIModel) -> str:
+    if model.provider == AIModel.Provider.OPENAI_COMPATIBLE:
+        return f"The server at {urlsplit(model.api_endpoint).netloc or model.api_endpoint}"
+    return model.get_provider_display()
+
+
+def _retry_after(response: httpx2.Response) -> int | None:
+    headers = response.headers
+    seconds: float | None = None
+    try:
+        if value := headers.get("retry-after-ms"):
+            seconds = float(value) / 1000
+        elif value := headers.get("retry-after"):
+            try:
+                seconds = float(value)
+            except ValueError:
+                seconds = parsedate_to_datetime(value).timestamp() - time.time()
+    except (TypeError, ValueError, OverflowError):
+        return None
+    if seconds is None or not math.isfinite(seconds):
+        return None
+    return max(1, math.ceil(seconds))
+
+
+def _provider_message(error: openai.APIError) -> str:
+    body = error.body
+    message = body.get("message") if isinstance(body, dict) else None
+    return str(message or error.message)[:300]
+
+
+def _scrub(text: str, model: AIModel) -> str:
+    key = os.environ.get(model.api_key_env) if model.api_key_env else None
+    return text.replace(key, "[key]") if key else text
+
+
+def error_describe(*, error: BaseException, model: AIModel) -> ProviderError:
+    """The ProviderError for any failure of a request to the model's provider: what happened,
+    in words a user understands, with retry_after seconds for a rate limit."""
+    if isinstance(error, ProviderError):
+        return error
+    who = _provider_label(model)
+    name = model.name
+    match error:
+        case openai.AuthenticationError() | openai.PermissionDeniedError():
+            where = f" (from {model.api_key_env})" if model.api_key_env else ""
+            described = ProviderError(
+                f"{who} rejected the API key for {name}{where}. Check that the key is valid and may use this model.",
+                kind=FailureKind.AUTH,
+            )
+        case openai.RateLimitError() if error.code == "insufficient_quota":
+            described = ProviderError(
+                f"The {who} account behind {name} has run out of credit or quota.", kind=FailureKind.QUOTA
+            )
+        case openai.RateLimitError():
+            seconds = _retry_after(error.response)
+            when = f"in {seconds} second{'s' if seconds != 1 else ''}" if seconds else "in a moment"
+            described = ProviderError(
+                f"{who} is limiting how fast {name} can be used. Try again {when}.",
+                kind=FailureKind.RATE_LIMIT,
+                retry_after=seconds,
+            )
+        case openai.BadRequestError() if error.code == "context_length_exceeded":
+            described = ProviderError(
+                f"The conversation is too long for {name}. Start a new conversation or send a shorter message.",
+                kind=FailureKind.CONTEXT_LENGTH,
+            )
+        case openai.NotFoundError():
+            what = "deployment" if model.provider == AIModel.Provider.AZURE else "model"
+            described = ProviderError(
+                f"{who} has no {what} named “{model.deployment_name}” (used by {name}), or the endpoint URL is wrong.",
+                kind=FailureKind.NOT_FOUND,
+            )
+        case openai.APITimeoutError():
+            limits = error.request.extensions.get("timeout", {}) if error.request is not None else {}
+            phase = "connect" if isinstance(error.__cause__, httpx2.ConnectTimeout) else "read"
+            seconds = limits.get(phase)
+            within = f" within {seconds:g} seconds" if isinstance(seconds, (int, float)) else " in time"
+            described = ProviderError(f"{who} did not answer{within}. Try again later.", kind=FailureKind.TIMEOUT)
+        case openai.APIConnectionError() if isinstance(error.__cause__, httpx2.ConnectError):
+            host = urlsplit(str(error.request.url)).netloc if error.request is not None else ""
+            described = ProviderError(
+                f"Could not connect to {host or who} for {name}: the server refused the connection or is not "
+                "running.",
+                kind=FailureKind.CONNECTION,
+            )
+        case openai.APIConnectionError():
+            described = ProviderError(
+                f"The connection to {who} broke off before the reply was complete. Try again.",
+                kind=FailureKind.CONNECTION,
+            )
+        case openai.BadRequestError() | openai.UnprocessableEntityError():
+            described = ProviderError(
+                f"{who} refused the request for {name}: {_provider_message(error)}", kind=FailureKind.BAD_REQUEST
+            )
+        case openai.APIStatusError() if error.status_code >= 500:
+            described = ProviderError(
+                f"{who} had an internal error (HTTP {error.status_code}). Try again in a moment.",
+                kind=FailureKind.SERVER,
+            )
+        case openai.APIStatusError():
+            described = ProviderError(
+                f"{who} answered with an error (HTTP {error.status_code}): {_provider_message(error)}",
+                kind=FailureKind.OTHER,
+            )
+        case openai.APIError():
+            described = ProviderError(
+                f"{who} reported an error during the reply: {_provider_message(error)}", kind=FailureKind.STREAM
+            )
+        case _:
+            logger.warning("Unexpected %s from the provider of AI model %s", type(error).__name__, model.pk)
+            described = ProviderError(f"Something went wrong talking to {who} for {name}.", kind=FailureKind.OTHER)
+    described.message = _scrub(described.message, model)
+    described.args = (described.message,)
+    return described
+
+
+# Admin work ----------------------------------------------------------------------------------
+def connection_test(*, model: AIModel) -> ConnectionCheck:
+    """Send a minimal real chat request to the model. Raises ProviderError."""
+    try:
+        with _sync_client(model) as client:
+            started = time.perf_counter()
+            completion = client.chat.completions.create(
+                **chat_request_kwargs(
+                    model=model,
+                    messages=[{"role": "user", "content": PROBE_PROMPT}],
+                    stream=False,
+                    max_tokens=PROBE_MAX_TOKENS,
+                )
+            )
+            latency = time.perf_counter() - started
+    except Exception as error:
+        raise error_describe(error=error, model=model) from error
+    reply = (completion.choices[0].message.content or "").strip() if completion.choices else ""
+    return ConnectionCheck(latency_ms=round(latency * 1000), reply=reply[:60])
+
+
+def endpoint_models_list(*, model: AIModel) -> list[str]:
+    """The model ids the model's endpoint lists (GET /models). Raises ProviderError."""
+    extra = {} if model.api_key_env else {"extra_headers": {"Authorization": openai.omit}}
+    try:
+        with _sync_client(model) as client:
+            return [m.id for m in client.models.list(**extra).data]
+    except Exception as error:
+        raise error_describe(error=error, model=model) from error
+
+
+def endpoint_models_import(*, source: AIModel) -> tuple[list[AIModel], list[str]]:
+    """For every id the source's OpenAI-compatible endpoint lists that no model on that endpoint
+    uses yet, create an inactive config with the source's connection and limits. Returns the
+    new models and the ids skipped because they break the naming rules. Raises ProviderError;
+    ValueError for another provider."""
+    if source.provider != AIModel.Provider.OPENAI_COMPATIBLE:
+        raise ValueError("Models can be imported from OpenAI-compatible servers only.")
+    ids = endpoint_models_list(model=source)
+    created, skipped = [], []
+    with transaction.atomic():
+        known = set(
+            AIModel.objects.filter(provider=source.provider, api_endpoint=source.api_endpoint).values_list(
+                "deployment_name", flat=True
+            )
+        )
+        for model_id in dict.fromkeys(ids):
+            if model_id in known:
+                continue
+            imported = AIModel(
+                name=name_available(name_from_model_id(model_id)),
+                provider=source.provider,
+                api_endpoint=source.api_endpoint,
+                deployment_name=model_id,
+                api_key_env=source.api_key_env,
+                context_window=source.context_window,
+                max_completion_tokens=source.max_completion_tokens,
+                temperature=source.temperature,
+                supports_streaming=source.supports_streaming,
+                is_active=False,
+                description=f"Imported from {source.api_endpoint}. Check its context window, then activate it.",
+            )
+            try:
+                imported.full_clean()
+            except ValidationError:
+                skipped.append(model_id)
+                continue
+            imported.save()
+            created.append(imported)
+    return created, skipped
+
+
+def name_available(name: str) -> str:
+    """name, or name-2, name-3... : the first that no model uses (ignoring case), within 50 characters."""
+    candidate, n = name, 1
+    while AIModel.objects.filter(name__iexact=candidate).exists():
+        n += 1
+        suffix = f"-{n}"
+        candidate = name[: 50 - len(suffix)] + suffix
+    return candidate

@@ -1,0 +1,396 @@
+"""The LLM client against the fake upstream, through the real openai SDK over real HTTP."""
+
+import socket
+
+import openai
+import pytest
+
+from aimodels.models import AIModel
+from aimodels.services import (
+    FailureKind,
+    ProviderError,
+    chat_request_kwargs,
+    client_get,
+    connection_test,
+    endpoint_models_list,
+    error_describe,
+)
+from aimodels.tests.conftest import AZURE_KEY, OPENAI_KEY
+from aimodels.tests.factories import AIModelFactory
+from bench.fake_upstream import FakeError, FakeReply, FakeUpstream
+
+MESSAGES = [
+    {"role": "system", "content": "You are terse."},
+    {"role": "user", "content": "Hi"},
+    {"role": "assistant", "content": "Hello."},
+    {"role": "user", "content": "Bye"},
+]
+DEVELOPER = [{"role": "developer", "content": "You are terse."}, *MESSAGES[1:]]
+FOLDED = [{"role": "user", "content": "You are terse.\n\nHi"}, *MESSAGES[2:]]
+STREAMING = {"stream": True, "stream_options": {"include_usage": True}}
+
+
+def served_by(upstream: FakeUpstream, **traits) -> AIModel:
+    """An unsaved model config whose endpoint is the fake upstream."""
+    ai_model = AIModelFactory.build(**traits)
+    ai_model.api_endpoint = upstream.azure_endpoint if ai_model.provider == "azure" else upstream.openai_base_url
+    return ai_model
+
+
+async def reply_text(ai_model: AIModel, messages=MESSAGES, **kwargs) -> str:
+    client = client_get(model=ai_model)
+    request = chat_request_kwargs(model=ai_model, messages=messages, **kwargs)
+    if not request["stream"]:
+        completion = await client.chat.completions.create(**request)
+        return completion.choices[0].message.content
+    stream = await client.chat.completions.create(**request)
+    return "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+
+
+# The exact requests ----------------------------------------------------------------------
+REQUESTS = {
+    "openai plain": (
+        {},
+        ("/v1/chat/completions", {}, "bearer", OPENAI_KEY),
+        {"model": "gpt-4o-mini", "messages": MESSAGES, "max_tokens": 4096, "temperature": 0.7, **STREAMING},
+    ),
+    "openai reasoning": (
+        {"reasoning": True},
+        ("/v1/chat/completions", {}, "bearer", OPENAI_KEY),
+        {"model": "o1", "messages": DEVELOPER, "max_completion_tokens": 100_000, **STREAMING},
+    ),
+    "azure plain": (
+        {"azure": True},
+        ("/openai/deployments/gpt-4o-mini-prod/chat/completions", {"api-version": "2024-10-21"}, "api-key", AZURE_KEY),
+        {"model": "gpt-4o-mini-prod", "messages": MESSAGES, "max_tokens": 4096, "temperature": 0.7, **STREAMING},
+    ),
+    "azure reasoning": (
+        {"azure": True, "reasoning": True, "deployment_name": "o1-prod"},
+        ("/openai/deployments/o1-prod/chat/completions", {"api-version": "2024-10-21"}, "api-key", AZURE_KEY),
+        {"model": "o1-prod", "messages": DEVELOPER, "max_completion_tokens": 100_000, **STREAMING},
+    ),
+    "compatible plain": (
+        {"compatible": True},
+        ("/v1/chat/completions", {}, None, None),
+        {"model": "llama3.2:3b", "messages": MESSAGES, "max_tokens": 4096, "temperature": 0.7, **STREAMING},
+    ),
+    "compatible reasoning folding the system prompt": (
+        {
+            "compatible": True,
+            "reasoning": True,
+            "deployment_name": "deepseek-r1:7b",
+            "context_window": 32_768,
+            "max_completion_tokens": 8192,
+            "system_prompt_handling": "fold",
+        },
+        ("/v1/chat/completions", {}, None, None),
+        {"model": "deepseek-r1:7b", "messages": FOLDED, "max_completion_tokens": 8192, **STREAMING},
+    ),
+}
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(("traits", "where", "body"), REQUESTS.values(), ids=REQUESTS.keys())
+async def test_the_provider_receives_exactly_these_arguments(fake_upstream, api_keys, traits, where, body):
+    fake_upstream.script(FakeReply(text="Bye then."))
+    ai_model = served_by(fake_upstream, **traits)
+
+    text = await reply_text(ai_model)
+
+    request = fake_upstream.last
+    assert (request.method, request.path, request.query, request.auth_kind, request.api_key) == ("POST", *where)
+    assert request.body == body
+    assert text == "Bye then."
+
+
+@pytest.mark.asyncio
+async def test_a_model_without_streaming_asks_for_the_whole_reply(fake_upstream, api_keys):
+    fake_upstream.script(FakeReply(text="All in one go."))
+    ai_model = served_by(fake_upstream, supports_streaming=False)
+
+    text = await reply_text(ai_model, stream=True)
+
+    assert text == "All in one go."
+    assert fake_upstream.last.body["stream"] is False
+    assert "stream_options" not in fake_upstream.last.body
+
+
+@pytest.mark.parametrize(
+    ("messages", "folded"),
+    [
+        ([{"role": "user", "content": "Hi"}], [{"role": "user", "content": "Hi"}]),
+        ([{"role": "system", "content": "Be kind."}], [{"role": "user", "content": "Be kind."}]),
+        (
+            [
+                {"role": "system", "content": "A."},
+                {"role": "system", "content": "B."},
+                {"role": "user", "content": "Q"},
+            ],
+            [{"role": "user", "content": "A.\n\nB.\n\nQ"}],
+        ),
+    ],
+    ids=["no system prompt", "only a system prompt", "two system messages"],
+)
+def test_folding_the_system_prompt(messages, folded):
+    ai_model = AIModelFactory.build(reasoning=True, system_prompt_handling="fold")
+
+    assert chat_request_kwargs(model=ai_model, messages=messages)["messages"] == folded
+
+
+def test_request_arguments_leave_the_callers_messages_alone():
+    ai_model = AIModelFactory.build(reasoning=True, system_prompt_handling="fold")
+    messages = [{"role": "system", "content": "S"}, {"role": "user", "content": "U"}]
+
+    chat_request_kwargs(model=ai_model, messages=messages)
+
+    assert messages == [{"role": "system", "content": "S"}, {"role": "user", "content": "U"}]
+
+
+def test_max_tokens_lowers_but_never_raises_the_reply_limit():
+    ai_model = AIModelFactory.build(max_completion_tokens=100)
+
+    lowered = chat_request_kwargs(model=ai_model, messages=MESSAGES, max_tokens=16)["max_tokens"]
+    capped = chat_request_kwargs(model=ai_model, messages=MESSAGES, max_tokens=1000)["max_tokens"]
+
+    assert (lowered, capped) == (16, 100)
+
+
+# The client --------------------------------------------------------------------------------
+@pytest.mark.asyncio
+async def test_the_client_is_reused_for_a_connection_and_has_the_configured_timeouts(fake_upstream, api_keys, settings):
+    settings.LLM_CONNECT_TIMEOUT = 3.0
+    settings.LLM_READ_TIMEOUT = 45.0
+    ai_model = served_by(fake_upstream)
+    same_connection = served_by(fake_upstream, deployment_name="gpt-4o")
+    other_connection = served_by(fake_upstream, compatible=True)
+
+    client = client_get(model=ai_model)
+
+    assert client_get(model=ai_model) is client
+    assert client_get(model=same_connection) is client
+    assert client_get(model=other_connection) is not client
+    assert isinstance(client_get(model=served_by(fake_upstream, azure=True)), openai.AsyncAzureOpenAI)
+    assert (client.timeout.connect, client.timeout.read, client.max_retries) == (3.0, 45.0, 0)
+
+
+@pytest.mark.asyncio
+async def test_the_key_is_read_from_the_environment_when_each_request_is_sent(fake_upstream, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-first")
+    ai_model = served_by(fake_upstream)
+    await reply_text(ai_model)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-rotated")
+
+    await reply_text(ai_model)
+
+    assert [r.api_key for r in fake_upstream.chat_requests] == ["sk-first", "sk-rotated"]
+
+
+@pytest.mark.asyncio
+async def test_an_unset_key_variable_is_named_in_a_clear_error(fake_upstream, monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+
+    with pytest.raises(ProviderError) as raised:
+        client_get(model=served_by(fake_upstream))
+
+    assert raised.value.kind == FailureKind.MISSING_KEY
+    assert "OPENAI_API_KEY is not set" in raised.value.message
+    assert not fake_upstream.requests
+
+
+@pytest.mark.asyncio
+async def test_a_key_unset_after_the_client_was_made_fails_clearly_before_sending(fake_upstream, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-here")
+    ai_model = served_by(fake_upstream)
+    client = client_get(model=ai_model)
+    monkeypatch.delenv("OPENAI_API_KEY")
+
+    with pytest.raises(ProviderError, match="OPENAI_API_KEY is not set"):
+        await client.chat.completions.create(**chat_request_kwargs(model=ai_model, messages=MESSAGES))
+
+    assert not fake_upstream.requests
+
+
+@pytest.mark.asyncio
+async def test_a_keyless_local_server_gets_no_authorization_header_even_with_openai_key_set(fake_upstream, api_keys):
+    await reply_text(served_by(fake_upstream, compatible=True))
+
+    assert "authorization" not in fake_upstream.last.headers
+    assert OPENAI_KEY not in str(fake_upstream.last.headers)
+
+
+# Failures in words -------------------------------------------------------------------------
+async def failure_of(ai_model: AIModel, **kwargs) -> ProviderError:
+    with pytest.raises(Exception) as raised:
+        await reply_text(ai_model, **kwargs)
+    return error_describe(error=raised.value, model=ai_model)
+
+
+FAILURES = {
+    "bad key": (
+        FakeError.bad_key(),
+        FailureKind.AUTH,
+        "OpenAI rejected the API key for chat-model (from OPENAI_API_KEY). Check that the key is valid and may use "
+        "this model.",
+    ),
+    "rate limit with Retry-After": (
+        FakeError.rate_limited(retry_after=7),
+        FailureKind.RATE_LIMIT,
+        "OpenAI is limiting how fast chat-model can be used. Try again in 7 seconds.",
+    ),
+    "rate limit without Retry-After": (
+        FakeError.rate_limited(retry_after=None),
+        FailureKind.RATE_LIMIT,
+        "OpenAI is limiting how fast chat-model can be used. Try again in a moment.",
+    ),
+    "quota exhausted": (
+        FakeError.rate_limited(code="insufficient_quota", message="You exceeded your current quota."),
+        FailureKind.QUOTA,
+        "The OpenAI account behind chat-model has run out of credit or quota.",
+    ),
+    "context too long": (
+        FakeError.context_length_exceeded(),
+        FailureKind.CONTEXT_LENGTH,
+        "The conversation is too long for chat-model. Start a new conversation or send a shorter message.",
+    ),
+    "model not found": (
+        FakeError.model_not_found("gpt-4o-mini"),
+        FailureKind.NOT_FOUND,
+        "OpenAI has no model named “gpt-4o-mini” (used by chat-model), or the endpoint URL is wrong.",
+    ),
+    "bad request": (
+        FakeError(status=400, type="invalid_request_error", message="Invalid value for 'temperature'."),
+        FailureKind.BAD_REQUEST,
+        "OpenAI refused the request for chat-model: Invalid value for 'temperature'.",
+    ),
+    "server error": (
+        FakeError.server_error(status=503),
+        FailureKind.SERVER,
+        "OpenAI had an internal error (HTTP 503). Try again in a moment.",
+    ),
+    "error event mid-stream": (
+        FakeReply(text="a b c", error_after=1, error_message="The model is overloaded."),
+        FailureKind.STREAM,
+        "OpenAI reported an error during the reply: The model is overloaded.",
+    ),
+    "connection cut mid-stream": (
+        FakeReply(text="a b c", cut_after=1),
+        FailureKind.CONNECTION,
+        "The connection to OpenAI broke off before the reply was complete. Try again.",
+    ),
+}
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(("script", "kind", "message"), FAILURES.values(), ids=FAILURES.keys())
+async def test_provider_failures_become_messages_a_user_understands(fake_upstream, api_keys, script, kind, message):
+    fake_upstream.script(script)
+
+    failure = await failure_of(served_by(fake_upstream, name="chat-model"))
+
+    assert (failure.kind, failure.message) == (kind, message)
+    assert OPENAI_KEY not in failure.message
+
+
+@pytest.mark.asyncio
+async def test_a_rate_limit_says_when_to_retry(fake_upstream, api_keys):
+    fake_upstream.script(FakeError.rate_limited(retry_after=2.5))
+
+    failure = await failure_of(served_by(fake_upstream))
+
+    assert failure.retry_after == 3
+
+
+@pytest.mark.asyncio
+async def test_an_azure_deployment_not_found_names_the_deployment(fake_upstream, api_keys):
+    fake_upstream.script(FakeError(status=404, code="DeploymentNotFound", message="The API deployment does not exist."))
+
+    failure = await failure_of(served_by(fake_upstream, azure=True, name="az"))
+
+    assert failure.message == (
+        "Azure OpenAI has no deployment named “gpt-4o-mini-prod” (used by az), or the endpoint URL is wrong."
+    )
+
+
+@pytest.mark.asyncio
+async def test_a_local_server_is_named_by_its_address(fake_upstream):
+    fake_upstream.script(FakeError.server_error())
+
+    failure = await failure_of(served_by(fake_upstream, compatible=True))
+
+    assert failure.message.startswith(f"The server at 127.0.0.1:{fake_upstream.port} had an internal error")
+
+
+@pytest.mark.asyncio
+async def test_a_provider_that_does_not_answer_in_time(fake_upstream, api_keys, settings):
+    settings.LLM_READ_TIMEOUT = 0.3
+    fake_upstream.script(FakeReply(hang_after=0))
+
+    failure = await failure_of(served_by(fake_upstream, name="slow"))
+
+    assert failure.kind == FailureKind.TIMEOUT
+    assert failure.message == "OpenAI did not answer within 0.3 seconds. Try again later."
+
+
+@pytest.mark.asyncio
+async def test_a_refused_connection(api_keys):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    ai_model = AIModelFactory.build(name="offline", api_endpoint=f"http://127.0.0.1:{port}/v1")
+
+    failure = await failure_of(ai_model)
+
+    assert failure.kind == FailureKind.CONNECTION
+    assert failure.message == (
+        f"Could not connect to 127.0.0.1:{port} for offline: the server refused the connection or is not running."
+    )
+
+
+@pytest.mark.asyncio
+async def test_a_key_echoed_by_the_provider_is_masked(fake_upstream, api_keys):
+    fake_upstream.script(FakeError(status=400, message=f"Malformed header value {OPENAI_KEY}"))
+
+    failure = await failure_of(served_by(fake_upstream))
+
+    assert OPENAI_KEY not in failure.message
+    assert failure.message.endswith("Malformed header value [key]")
+
+
+def test_an_unexpected_error_gets_a_general_message():
+    failure = error_describe(error=RuntimeError("boom"), model=AIModelFactory.build(name="m1"))
+
+    assert (failure.kind, failure.message) == (FailureKind.OTHER, "Something went wrong talking to OpenAI for m1.")
+
+
+# The admin's helpers (sync) ----------------------------------------------------------------
+def test_connection_test_sends_a_minimal_request_and_times_it(fake_upstream, api_keys):
+    fake_upstream.script(FakeReply(text="OK", first_delay=0.05))
+    ai_model = served_by(fake_upstream, reasoning=True)
+
+    check = connection_test(model=ai_model)
+
+    assert check.reply == "OK"
+    assert check.latency_ms >= 50
+    body = fake_upstream.last.body
+    assert body["stream"] is False
+    assert body["max_completion_tokens"] == 16
+    assert [m["role"] for m in body["messages"]] == ["user"]
+
+
+def test_connection_test_raises_the_described_failure(fake_upstream, api_keys):
+    fake_upstream.script(FakeError.bad_key())
+
+    with pytest.raises(ProviderError) as raised:
+        connection_test(model=served_by(fake_upstream))
+
+    assert raised.value.kind == FailureKind.AUTH
+
+
+def test_endpoint_models_list_reads_get_models(fake_upstream):
+    fake_upstream.models = ["llama3.2:3b", "qwen2.5:7b"]
+
+    ids = endpoint_models_list(model=served_by(fake_upstream, compatible=True))
+
+    assert ids == ["llama3.2:3b", "qwen2.5:7b"]
+    assert (fake_upstream.last.method, fake_upstream.last.path) == ("GET", "/v1/models")
+    assert fake_upstream.last.auth_kind is None

@@ -1,0 +1,99 @@
+from django import forms
+from django.conf import settings
+from django.core.validators import MaxLengthValidator
+from django.db import transaction
+
+from aimodels.models import AIModel
+from conversations import tokens
+from conversations.context import DEFAULT_MARGIN, ContextTooLong, select_context
+from conversations.models import Conversation, Message
+
+
+class MessageForm(forms.Form):
+    """One message from the user. With no conversation yet, it also picks the model and
+    starts the conversation. Every check runs before anything is saved or sent."""
+
+    content = forms.CharField(
+        label="Message",
+        widget=forms.Textarea(attrs={"rows": 3, "placeholder": "Ask anything…", "autofocus": True}),
+        error_messages={"required": "Type a message first."},
+    )
+    model = forms.ModelChoiceField(
+        queryset=AIModel.objects.none(),
+        required=False,
+        empty_label=None,
+        label="Model",
+    )
+
+    def __init__(self, *args, user, conversation: Conversation | None = None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.user = user
+        self.conversation = conversation
+        limit = settings.MESSAGE_MAX_LENGTH
+        content = self.fields["content"]
+        content.validators = [*content.validators, MaxLengthValidator(limit)]
+        content.widget.attrs["maxlength"] = str(limit)
+        if conversation is None:
+            self.fields["model"].queryset = AIModel.objects.active().order_by("-is_default", "name")
+            self.fields["model"].required = True
+            default = AIModel.objects.active().filter(is_default=True).first()
+            self.fields["model"].initial = default
+        else:
+            del self.fields["model"]
+
+    def clean(self) -> dict:
+        data = super().clean()
+        model = self.conversation.model if self.conversation else data.get("model")
+        if model is None or "content" not in data:
+            return data
+        if not model.is_active:
+            self.add_error(None, f"{model.name} is no longer available. Start a new conversation with another model.")
+        elif model.api_key_env and not model.api_key_is_set:
+            self.add_error(
+                None, f"{model.name} cannot be used right now: its API key is not configured on the server. "
+                "Ask an admin, or pick another model."
+            )
+        else:
+            self._check_fits(model, data["content"])
+        return data
+
+    def _check_fits(self, model: AIModel, content: str) -> None:
+        encoding = tokens.encoding_for(model.deployment_name)
+        needed = tokens.message_tokens(role="user", content=content, encoding=encoding)
+        system = self.conversation.system_prompt if self.conversation else ""
+        system_tokens = tokens.message_tokens(role="system", content=system, encoding=encoding) if system else 0
+        try:
+            select_context(
+                system_tokens=system_tokens,
+                history=[(None, needed)],
+                context_window=model.context_window,
+                max_completion_tokens=model.max_completion_tokens,
+                margin=DEFAULT_MARGIN,
+            )
+        except ContextTooLong as error:
+            self.add_error(
+                "content",
+                f"This message is {error.needed:,} tokens; {model.name} accepts at most {error.available:,} "
+                "in one message. Shorten it or split it up.",
+            )
+
+    @transaction.atomic
+    def save(self) -> tuple[Message, Message]:
+        """Commit the user's message (and a new conversation) and the pending reply."""
+        content = self.cleaned_data["content"]
+        conversation = self.conversation
+        if conversation is None:
+            conversation = Conversation(user=self.user, model=self.cleaned_data["model"])
+            conversation.title = conversation.title_from(content)
+            conversation.save()
+            self.conversation = conversation
+        else:
+            conversation.save(update_fields=["updated_at"])
+        question = Message.objects.create(conversation=conversation, role=Message.Role.USER, content=content)
+        reply = Message.objects.create(
+            conversation=conversation,
+            role=Message.Role.ASSISTANT,
+            status=Message.Status.PENDING,
+            model=conversation.model,
+        )
+        return question, reply

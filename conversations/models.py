@@ -1,0 +1,109 @@
+import uuid
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import models
+from django.urls import reverse
+from django.utils import timezone
+
+from conversations import tokens
+
+TITLE_LENGTH = 80
+# A reply still "streaming" with no checkpoint for this long was cut off by a crashed worker.
+STALE_STREAM = timedelta(seconds=60)
+
+
+class ConversationQuerySet(models.QuerySet):
+    def for_user(self, user) -> "ConversationQuerySet":
+        return self.filter(user=user)
+
+
+class Conversation(models.Model):
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations")
+    title = models.CharField(max_length=200, blank=True)
+    model = models.ForeignKey("aimodels.AIModel", on_delete=models.PROTECT, related_name="conversations")
+    system_prompt = models.TextField(blank=True, max_length=8000)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = ConversationQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-updated_at"]
+        indexes = [models.Index(fields=["user", "-updated_at"])]
+
+    def __str__(self) -> str:
+        return self.title or "New conversation"
+
+    def get_absolute_url(self) -> str:
+        return reverse("conversations:detail", kwargs={"public_id": self.public_id})
+
+    def title_from(self, text: str) -> str:
+        line = " ".join(text.split())
+        return line if len(line) <= TITLE_LENGTH else line[: TITLE_LENGTH - 1].rstrip() + "…"
+
+
+class Message(models.Model):
+    class Role(models.TextChoices):
+        SYSTEM = "system"
+        USER = "user"
+        ASSISTANT = "assistant"
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        STREAMING = "streaming"
+        COMPLETE = "complete"
+        INTERRUPTED = "interrupted"
+        FAILED = "failed"
+
+    FINAL = (Status.COMPLETE, Status.INTERRUPTED, Status.FAILED)
+    RETRYABLE = (Status.INTERRUPTED, Status.FAILED)
+
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
+    role = models.CharField(max_length=10, choices=Role)
+    content = models.TextField(blank=True)
+    token_count = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Tokens of this message in the chat format, counted once when saved."
+    )
+    status = models.CharField(max_length=12, choices=Status, default=Status.COMPLETE)
+    error = models.TextField(blank=True, help_text="What went wrong, in words a user understands.")
+    model = models.ForeignKey(
+        "aimodels.AIModel", on_delete=models.PROTECT, null=True, blank=True, related_name="messages",
+        help_text="The model that wrote this reply.",
+    )
+    usage = models.JSONField(null=True, blank=True, help_text="Token usage the provider reported.")
+    context_omitted = models.PositiveIntegerField(
+        default=0, help_text="Older messages left out of the context of this reply."
+    )
+    stop_requested = models.BooleanField(default=False)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["created_at", "pk"]
+        indexes = [models.Index(fields=["conversation", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.role}: {self.content[:40]}"
+
+    def save(self, *args, **kwargs) -> None:
+        if self.token_count is None and (self.role != self.Role.ASSISTANT or self.status in self.FINAL):
+            self.token_count = self.count_tokens()
+            if kwargs.get("update_fields") is not None:
+                kwargs["update_fields"] = {*kwargs["update_fields"], "token_count"}
+        super().save(*args, **kwargs)
+
+    def count_tokens(self) -> int:
+        model = self.model or self.conversation.model
+        encoding = tokens.encoding_for(model.deployment_name)
+        return tokens.message_tokens(role=self.role, content=self.content, encoding=encoding)
+
+    @property
+    def is_stale(self) -> bool:
+        """Left 'streaming' by a worker that died: shown as interrupted."""
+        return self.status == self.Status.STREAMING and timezone.now() - self.updated_at > STALE_STREAM
+
+    @property
+    def display_status(self) -> str:
+        return self.Status.INTERRUPTED if self.is_stale else self.status

@@ -1,0 +1,190 @@
+"""One reply from the AI provider: context, the streamed request, and saving whatever came back.
+
+The stream runs async end to end. The reply is written once when it ends or breaks, with a
+checkpoint every CHECKPOINT_SECONDS so a crashed worker loses little; never a write per token.
+"""
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+
+import openai
+from django.utils import timezone
+
+from aimodels.models import AIModel
+from aimodels.services import ProviderError, chat_request_kwargs, client_get, error_describe
+from conversations import tokens
+from conversations.context import DEFAULT_MARGIN, ContextTooLong, select_context
+from conversations.models import Message
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_SECONDS = 5.0
+STOP_POLL_SECONDS = 0.5
+STOPPED = "Stopped."
+CONNECTION_CLOSED = "The connection closed before the reply was finished."
+CUT_SHORT = "The reply broke off before it was finished."
+LENGTH_LIMIT = "The reply reached its length limit ({limit:,} tokens) and stops there."
+USABLE = (Message.Status.COMPLETE, Message.Status.INTERRUPTED)
+
+
+class StopRequested(Exception):
+    pass
+
+
+async def context_build(*, reply: Message, model: AIModel) -> tuple[list[dict[str, str]], int]:
+    """The messages to send for `reply` and how many older ones were left out. Chooses from the
+    stored token counts (one query), then loads the text of the kept messages only (another)."""
+    history = [
+        (pk, count or 0)
+        async for pk, count in Message.objects.filter(
+            conversation_id=reply.conversation_id, pk__lt=reply.pk, role__in=(Message.Role.USER, Message.Role.ASSISTANT)
+        )
+        .exclude(role=Message.Role.ASSISTANT, status__in=(Message.Status.PENDING, Message.Status.STREAMING, Message.Status.FAILED))
+        .order_by("created_at", "pk")
+        .values_list("pk", "token_count")
+    ]
+    system_prompt = reply.conversation.system_prompt
+    system_tokens = 0
+    if system_prompt:
+        encoding = tokens.encoding_for(model.deployment_name)
+        system_tokens = tokens.message_tokens(role="system", content=system_prompt, encoding=encoding)
+    plan = select_context(
+        system_tokens=system_tokens,
+        history=history,
+        context_window=model.context_window,
+        max_completion_tokens=model.max_completion_tokens,
+        margin=DEFAULT_MARGIN,
+    )
+    texts = {
+        pk: (role, content)
+        async for pk, role, content in Message.objects.filter(pk__in=plan.keys).values_list("pk", "role", "content")
+    }
+    messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
+    messages += [{"role": texts[pk][0], "content": texts[pk][1]} for pk in plan.keys]
+    return messages, plan.omitted
+
+
+async def _stop_requested(pk: int) -> bool:
+    return await Message.objects.filter(pk=pk, stop_requested=True).aexists()
+
+
+async def _until_stopped(chunks: AsyncIterator, pk: int) -> AsyncIterator:
+    """The chunks of `chunks`, checking at most every STOP_POLL_SECONDS (also while the provider
+    is silent) whether the user pressed stop; the flag lives in the database, so a stop request
+    served by another worker process is seen too."""
+    loop = asyncio.get_running_loop()
+    iterator = aiter(chunks)
+    pending: asyncio.Future | None = None
+    last_poll = loop.time()
+    try:
+        while True:
+            if pending is None:
+                pending = asyncio.ensure_future(anext(iterator))
+            done, _ = await asyncio.wait({pending}, timeout=STOP_POLL_SECONDS)
+            if done:
+                future, pending = pending, None
+                try:
+                    chunk = future.result()
+                except StopAsyncIteration:
+                    return
+                yield chunk
+                if loop.time() - last_poll < STOP_POLL_SECONDS:
+                    continue
+            last_poll = loop.time()
+            if await _stop_requested(pk):
+                raise StopRequested
+    finally:
+        if pending is not None:
+            pending.cancel()
+
+
+async def _checkpoint(reply: Message, text: str) -> None:
+    await Message.objects.filter(pk=reply.pk).aupdate(content=text, updated_at=timezone.now())
+
+
+async def reply_stream(*, reply: Message) -> AsyncIterator[str]:
+    """Ask the provider for `reply` (a pending assistant message with conversation and model
+    loaded) and yield each piece of text as it arrives. Saves the reply when it completes and
+    when it breaks: provider error, timeout, stop, or the client going away (cancellation).
+    Does nothing when another request already took the reply."""
+    claimed = await Message.objects.filter(pk=reply.pk, status=Message.Status.PENDING).aupdate(
+        status=Message.Status.STREAMING, updated_at=timezone.now()
+    )
+    if not claimed:
+        return
+    model = reply.model
+    parts: list[str] = []
+    reply.status, reply.error, reply.usage = Message.Status.FAILED, "", None
+    try:
+        messages, reply.context_omitted = await context_build(reply=reply, model=model)
+        client = client_get(model=model)
+        kwargs = chat_request_kwargs(model=model, messages=messages, stream=True)
+        if kwargs["stream"]:
+            finish_reason = None
+            loop = asyncio.get_running_loop()
+            next_checkpoint = loop.time() + CHECKPOINT_SECONDS
+            async with await client.chat.completions.create(**kwargs) as stream:
+                async for chunk in _until_stopped(stream, reply.pk):
+                    if chunk.usage is not None:
+                        reply.usage = {
+                            "prompt_tokens": chunk.usage.prompt_tokens,
+                            "completion_tokens": chunk.usage.completion_tokens,
+                        }
+                    if not chunk.choices:
+                        continue
+                    choice = chunk.choices[0]
+                    if text := choice.delta.content:
+                        parts.append(text)
+                        yield text
+                        if loop.time() >= next_checkpoint:
+                            await _checkpoint(reply, "".join(parts))
+                            next_checkpoint = loop.time() + CHECKPOINT_SECONDS
+                    finish_reason = choice.finish_reason or finish_reason
+        else:
+            if await _stop_requested(reply.pk):
+                raise StopRequested
+            completion = await client.chat.completions.create(**kwargs)
+            choice = completion.choices[0] if completion.choices else None
+            finish_reason = choice.finish_reason if choice else None
+            if completion.usage is not None:
+                reply.usage = {
+                    "prompt_tokens": completion.usage.prompt_tokens,
+                    "completion_tokens": completion.usage.completion_tokens,
+                }
+            if choice and choice.message.content:
+                parts.append(choice.message.content)
+                yield choice.message.content
+        if finish_reason is None:
+            # A stream cut without a finish_reason ends silently in the SDK: it is not complete.
+            reply.status, reply.error = Message.Status.INTERRUPTED, CUT_SHORT
+        else:
+            reply.status = Message.Status.COMPLETE
+            if finish_reason == "length":
+                reply.error = LENGTH_LIMIT.format(limit=model.max_completion_tokens)
+    except StopRequested:
+        reply.status, reply.error = Message.Status.INTERRUPTED, STOPPED
+    except (asyncio.CancelledError, GeneratorExit):
+        reply.status, reply.error = Message.Status.INTERRUPTED, CONNECTION_CLOSED
+        raise
+    except ContextTooLong as error:
+        reply.error = (
+            f"The conversation no longer fits {model.name}: the last message is {error.needed:,} tokens "
+            f"and at most {error.available:,} fit. Start a new conversation."
+        )
+    except (ProviderError, openai.OpenAIError) as error:
+        reply.error = error_describe(error=error, model=model).message
+    except Exception:
+        logger.exception("Reply %s failed", reply.pk)
+        reply.error = "Something went wrong on our side while asking for the reply. Try again."
+    finally:
+        reply.content = "".join(parts)
+        if reply.status == Message.Status.FAILED and reply.content:
+            reply.status = Message.Status.INTERRUPTED
+        # Shielded: a client that went away cancels this task, but the save must still land.
+        await asyncio.shield(_reply_save(reply))
+
+
+async def _reply_save(reply: Message) -> None:
+    reply.token_count = None
+    await reply.asave(update_fields=["content", "status", "error", "usage", "context_omitted", "updated_at"])

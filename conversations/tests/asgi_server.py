@@ -1,0 +1,75 @@
+"""Run chatter under uvicorn in a subprocess on the current test database."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import quote
+
+import requests
+from django.db import connection
+
+BASE_DIR = Path(__file__).resolve().parents[2]
+
+
+def database_url() -> str:
+    db = connection.settings_dict
+    if db["ENGINE"] == "django.db.backends.sqlite3":
+        return f"sqlite:///{db['NAME']}"
+    user = quote(db["USER"] or "", safe="")
+    password = quote(db["PASSWORD"] or "", safe="")
+    return f"postgres://{user}:{password}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class AsgiServer:
+    def __init__(self, *, env: dict[str, str]) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = env
+        self.process: subprocess.Popen | None = None
+
+    @classmethod
+    def for_test_database(cls, *, secret_key: str) -> "AsgiServer":
+        env = {
+            **os.environ,
+            "CHATTER_ENV_FILE": os.devnull,
+            "SECRET_KEY": secret_key,
+            "DATABASE_URL": database_url(),
+            "DEBUG": "true",  # static files by their plain names (no collectstatic manifest)
+            "EMAIL_VERIFICATION_REQUIRED": "true",
+            "LLM_MAX_RETRIES": "0",
+        }
+        env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+        return cls(env=env)
+
+    def __enter__(self) -> "AsgiServer":
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "chatter.asgi:application", "--host", "127.0.0.1",
+             "--port", str(self.port), "--lifespan", "off", "--log-level", "warning", "--no-access-log"],
+            cwd=BASE_DIR, env=self.env,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"uvicorn exited with {self.process.returncode}")
+            try:
+                requests.get(f"{self.url}/accounts/login/", timeout=1)
+                return self
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        raise RuntimeError("uvicorn did not start within 30 seconds")
+
+    def __exit__(self, *exc_info) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()

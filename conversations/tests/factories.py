@@ -1,0 +1,35 @@
+import factory
+
+from accounts.tests.factories import UserFactory
+from aimodels.tests.factories import AIModelFactory
+from conversations.models import Conversation, Message
+
+
+class ConversationFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Conversation
+
+    user = factory.SubFactory(UserFactory)
+    model = factory.SubFactory(AIModelFactory)
+    title = factory.Sequence(lambda n: f"Conversation {n}")
+
+
+class MessageFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Message
+
+    conversation = factory.SubFactory(ConversationFactory)
+    role = Message.Role.USER
+    content = factory.Sequence(lambda n: f"Message number {n}")
+    status = Message.Status.COMPLETE
+
+    class Params:
+        reply = factory.Trait(
+            role=Message.Role.ASSISTANT, model=factory.SelfAttribute("conversation.model")
+        )
+        pending = factory.Trait(
+            role=Message.Role.ASSISTANT,
+            status=Message.Status.PENDING,
+            content="",
+            model=factory.SelfAttribute("conversation.model"),
+        )

@@ -1,0 +1,74 @@
+"""A chat turn in a real Chromium against chatter under uvicorn (make test-browser)."""
+
+import re
+
+import pytest
+from django.contrib.auth.hashers import PBKDF2PasswordHasher
+from playwright.sync_api import Page, expect
+
+from accounts.tests.factories import PASSWORD
+from bench.fake_upstream import FakeReply
+
+pytestmark = [pytest.mark.browser]
+
+REPLY = (
+    "Here is a function:\n\n"
+    "```python\n"
+    "def greet(name):\n"
+    "    return f'Hello, {name}!'\n"
+    "```\n\n"
+    "It returns a **greeting**. <img src=x onerror=alert(1)>"
+)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _orm_beside_playwright():
+    # Playwright's sync API runs an event loop in this thread; the ORM calls of the test and
+    # of pytest-django's fixtures are still plain blocking calls. Only browser runs get here.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+        yield
+
+
+def test_send_and_watch_the_reply_stream_in(page: Page, asgi_server, user, chat_model, fake_upstream, tmp_path):
+    fake_upstream.script(FakeReply(text=REPLY, delay=0.12))
+    # The server process knows the production hashers only (tests hash with MD5 for speed).
+    user.password = PBKDF2PasswordHasher().encode(PASSWORD, PBKDF2PasswordHasher().salt())
+    user.save()
+    dialogs = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    errors = []
+    page.on("console", lambda m: m.type == "error" and errors.append(m.text))
+
+    page.goto(f"{asgi_server.url}/")
+    page.get_by_label(re.compile(r"^Username")).fill(user.username)
+    page.get_by_label(re.compile(r"^Password")).fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("heading", name=f"Hello, {user.username}")).to_be_visible()
+
+    page.get_by_label("Message").fill("Write a greeting function")
+    page.get_by_role("button", name="Send").click()
+
+    user_bubble = page.locator("article.bubble.user")
+    expect(user_bubble).to_have_text("Write a greeting function")
+    expect(page.get_by_label("Message")).to_have_value("")
+    streaming = page.locator("article.bubble.assistant .stream .content")
+    expect(streaming).to_contain_text("Here is")  # the first words, while the rest is on its way
+    expect(page.get_by_role("button", name="Stop")).to_be_visible()
+    page.screenshot(path=str(tmp_path / "streaming.png"))
+
+    final = page.locator("article.bubble.assistant.status-complete")
+    expect(final).to_be_visible(timeout=15_000)
+    expect(final.locator("pre.highlight span.k", has_text="def")).to_be_visible()
+    expect(final.locator("strong")).to_have_text("greeting")
+    expect(final).to_contain_text("<img src=x onerror=alert(1)>")
+    assert final.locator("img").count() == 0
+    expect(page.get_by_role("button", name="Stop")).to_have_count(0)
+    expect(page).to_have_url(re.compile(r"/c/[0-9a-f-]{36}/$"))
+    page.screenshot(path=str(tmp_path / "done.png"))
+    assert dialogs == []
+    assert errors == []
+
+    page.reload()
+    expect(page.locator("article.bubble")).to_have_count(2)
+    expect(page.locator("article.bubble.assistant pre.highlight")).to_be_visible()

@@ -1,0 +1,80 @@
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from conversations import tokens
+from conversations.models import Conversation, Message
+from conversations.tests.factories import MessageFactory
+
+
+@pytest.mark.django_db
+def test_token_count_is_computed_when_a_message_is_saved(conversation):
+    message = MessageFactory(conversation=conversation, content="How many tokens is this?")
+
+    encoding = tokens.encoding_for("gpt-4o-mini")
+    assert message.token_count == tokens.message_tokens(role="user", content=message.content, encoding=encoding)
+    assert message.token_count == 6 + 1 + 3  # 6 content tokens in o200k_base, 1 for the role, 3 framing
+
+
+@pytest.mark.django_db
+def test_token_count_is_computed_once(conversation, monkeypatch):
+    message = MessageFactory(conversation=conversation, content="hello")
+    counted = message.token_count
+    monkeypatch.setattr(Message, "count_tokens", lambda self: pytest.fail("re-tokenized"))
+
+    message.status = Message.Status.COMPLETE
+    message.save()
+
+    assert Message.objects.get(pk=message.pk).token_count == counted
+
+
+@pytest.mark.django_db
+def test_pending_reply_is_not_counted_until_it_ends(conversation):
+    reply = MessageFactory(conversation=conversation, pending=True)
+    assert reply.token_count is None
+
+    reply.content, reply.status = "Done now.", Message.Status.COMPLETE
+    reply.save(update_fields=["content", "status"])
+
+    assert Message.objects.get(pk=reply.pk).token_count > 0
+
+
+@pytest.mark.django_db
+def test_a_reply_left_streaming_by_a_dead_worker_shows_as_interrupted(conversation):
+    reply = MessageFactory(conversation=conversation, reply=True, status=Message.Status.STREAMING, content="par")
+    assert reply.display_status == Message.Status.STREAMING
+
+    Message.objects.filter(pk=reply.pk).update(updated_at=timezone.now() - timedelta(minutes=5))
+    reply.refresh_from_db()
+
+    assert reply.display_status == Message.Status.INTERRUPTED
+
+
+@pytest.mark.parametrize(
+    "text, title",
+    [
+        ("Plan a trip", "Plan a trip"),
+        ("  many\n\nlines   here ", "many lines here"),
+        ("x" * 100, "x" * 79 + "…"),
+    ],
+)
+def test_title_from_the_first_message(text, title):
+    assert Conversation().title_from(text) == title
+
+
+@pytest.mark.django_db
+def test_conversations_are_found_through_their_user(conversation, user):
+    from accounts.tests.factories import UserFactory
+
+    assert list(Conversation.objects.for_user(user)) == [conversation]
+    assert not Conversation.objects.for_user(UserFactory()).exists()
+
+
+@pytest.mark.django_db
+def test_a_model_in_use_cannot_be_deleted(conversation):
+    from django.db.models import ProtectedError
+
+    conversation.model.is_default = False
+    with pytest.raises(ProtectedError, match="1 conversation uses it"):
+        conversation.model.delete()

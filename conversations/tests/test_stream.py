@@ -1,0 +1,337 @@
+"""The reply stream, in process, against the fake upstream over real HTTP with the real SDK.
+
+Each test leaves exactly the rows it should: the user's message untouched, the reply complete,
+interrupted (partial text kept) or failed (with a readable reason)."""
+
+import asyncio
+
+import pytest
+from asgiref.sync import sync_to_async
+from bs4 import BeautifulSoup
+from django.urls import reverse
+
+from accounts.tests.factories import UserFactory
+from bench.fake_upstream import FakeError, FakeReply
+from conversations import services, tokens
+from conversations.models import Message
+from conversations.tests.factories import MessageFactory
+
+pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
+
+
+def parse_events(raw: str) -> list[tuple[str, str]]:
+    events = []
+    for block in raw.split("\n\n"):
+        name, data = None, []
+        for line in block.split("\n"):
+            if line.startswith("event: "):
+                name = line[len("event: ") :]
+            elif line.startswith("data: "):
+                data.append(line[len("data: ") :])
+        if name:
+            events.append((name, "\n".join(data)))
+    return events
+
+
+def stream_url(reply: Message) -> str:
+    return reverse("conversations:reply_stream", args=[reply.conversation.public_id, reply.pk])
+
+
+async def open_stream(async_client, reply: Message):
+    response = await async_client.get(stream_url(reply))
+    assert response.status_code == 200
+    assert response["Content-Type"] == "text/event-stream"
+    return response
+
+
+async def read_all(async_client, reply: Message) -> list[tuple[str, str]]:
+    response = await open_stream(async_client, reply)
+    raw = "".join([chunk.decode() async for chunk in response.streaming_content])
+    return parse_events(raw)
+
+
+def deltas(events) -> str:
+    import html
+
+    return "".join(html.unescape(data) for name, data in events if name == "delta")
+
+
+@pytest.fixture
+def turn(conversation):
+    """A committed user message and its pending reply, as message_create leaves them."""
+    question = MessageFactory(conversation=conversation, content="Say hello")
+    reply = MessageFactory(conversation=conversation, pending=True)
+    return question, reply
+
+
+@pytest.fixture
+def client_in(async_client, user):
+    async_client.force_login(user)
+    return async_client
+
+
+async def reload(message: Message) -> Message:
+    return await Message.objects.select_related("conversation", "model").aget(pk=message.pk)
+
+
+async def test_complete_reply_streams_then_is_saved(client_in, turn, fake_upstream):
+    question, reply = turn
+    fake_upstream.script(FakeReply(text="Hello there, **friend**!", prompt_tokens=11, completion_tokens=6))
+
+    events = await read_all(client_in, reply)
+
+    assert [name for name, _ in events] == ["delta"] * 3 + ["done"]
+    assert deltas(events) == "Hello there, **friend**!"
+    done = BeautifulSoup(events[-1][1], "html.parser")
+    assert done.article["id"] == f"message-{reply.pk}"
+    assert done.find("strong").text == "friend"
+    saved = await reload(reply)
+    assert saved.status == Message.Status.COMPLETE
+    assert saved.content == "Hello there, **friend**!"
+    assert saved.error == ""
+    assert saved.usage == {"prompt_tokens": 11, "completion_tokens": 6}
+    encoding = tokens.encoding_for("gpt-4o-mini")
+    assert saved.token_count == tokens.message_tokens(role="assistant", content=saved.content, encoding=encoding)
+    assert (await reload(question)).content == "Say hello"
+
+
+async def test_request_carries_the_conversation(client_in, conversation, fake_upstream):
+    conversation.system_prompt = "You are terse."
+    await conversation.asave()
+    await sync_to_async(MessageFactory)(conversation=conversation, content="First question")
+    await sync_to_async(MessageFactory)(conversation=conversation, reply=True, content="First answer")
+    await sync_to_async(MessageFactory)(conversation=conversation, reply=True, status="failed", content="", error="x")
+    await sync_to_async(MessageFactory)(conversation=conversation, content="Second question")
+    reply = await sync_to_async(MessageFactory)(conversation=conversation, pending=True)
+
+    await read_all(client_in, reply)
+
+    body = fake_upstream.last.body
+    assert body["messages"] == [
+        {"role": "system", "content": "You are terse."},
+        {"role": "user", "content": "First question"},
+        {"role": "assistant", "content": "First answer"},
+        {"role": "user", "content": "Second question"},
+    ]
+    assert body["stream"] is True
+    assert body["stream_options"] == {"include_usage": True}
+    assert body["model"] == "gpt-4o-mini"
+
+
+async def test_old_messages_left_out_are_counted_and_shown(client_in, conversation, chat_model, fake_upstream):
+    chat_model.context_window = 1_600
+    chat_model.max_completion_tokens = 500
+    await sync_to_async(chat_model.save)()
+    for n in range(30):
+        await sync_to_async(MessageFactory)(conversation=conversation, content=f"Question {n} " + "word " * 60)
+    reply = await sync_to_async(MessageFactory)(conversation=conversation, pending=True)
+
+    events = await read_all(client_in, reply)
+
+    sent = fake_upstream.last.body["messages"]
+    saved = await reload(reply)
+    assert 0 < len(sent) < 30
+    assert saved.context_omitted == 30 - len(sent)
+    assert sent[-1]["content"].startswith("Question 29 ")
+    assert f"{saved.context_omitted} earlier messages were left out" in events[-1][1]
+
+
+@pytest.mark.parametrize(
+    "error, expected",
+    [
+        (FakeError.rate_limited(retry_after=7), "Try again in 7 seconds"),
+        (FakeError.server_error(), "internal error"),
+        (FakeError.bad_key(), "rejected the API key"),
+        (FakeError.model_not_found(), "has no model named"),
+        (FakeError.context_length_exceeded(), "too long for fake-gpt"),
+    ],
+)
+async def test_provider_error_before_any_text_fails_the_reply(client_in, turn, fake_upstream, error, expected):
+    question, reply = turn
+    fake_upstream.script(error)
+
+    events = await read_all(client_in, reply)
+
+    saved = await reload(reply)
+    assert saved.status == Message.Status.FAILED
+    assert saved.content == ""
+    assert expected in saved.error
+    assert "Traceback" not in events[-1][1]
+    done = BeautifulSoup(events[-1][1], "html.parser")
+    assert expected in done.find(class_="problem").text
+    assert done.find("button", class_="retry")
+    assert (await reload(question)).content == "Say hello"
+
+
+@pytest.mark.parametrize(
+    "script",
+    [
+        FakeReply(text="one two three four five", error_after=2),
+        FakeReply(text="one two three four five", cut_after=2),
+    ],
+    ids=["error-event", "connection-cut"],
+)
+async def test_break_mid_stream_keeps_the_partial_reply(client_in, turn, fake_upstream, script):
+    _, reply = turn
+    fake_upstream.script(script)
+
+    events = await read_all(client_in, reply)
+
+    saved = await reload(reply)
+    assert saved.status == Message.Status.INTERRUPTED
+    assert saved.content == "one two"
+    assert deltas(events) == "one two"
+    assert saved.error
+    assert saved.token_count is not None
+    assert "one two" in events[-1][1]
+
+
+async def test_timeout_before_the_first_token_fails_with_a_clear_reason(client_in, turn, fake_upstream, settings):
+    settings.LLM_READ_TIMEOUT = 0.5
+    _, reply = turn
+    fake_upstream.script(FakeReply(hang_after=0))
+
+    await read_all(client_in, reply)
+
+    saved = await reload(reply)
+    assert saved.status == Message.Status.FAILED
+    assert "did not answer within 0.5 seconds" in saved.error
+
+
+async def test_timeout_mid_stream_keeps_what_arrived(client_in, turn, fake_upstream, settings):
+    settings.LLM_READ_TIMEOUT = 0.5
+    _, reply = turn
+    fake_upstream.script(FakeReply(text="alpha beta gamma", hang_after=1))
+
+    await read_all(client_in, reply)
+
+    saved = await reload(reply)
+    assert saved.status == Message.Status.INTERRUPTED
+    assert saved.content == "alpha"
+
+
+async def test_stop_button_ends_the_stream_and_keeps_the_text(client_in, turn, fake_upstream):
+    _, reply = turn
+    fake_upstream.script(FakeReply(text=" ".join(f"w{n}" for n in range(40)), delay=0.1))
+    response = await open_stream(client_in, reply)
+    received = ""
+    async for chunk in response.streaming_content:
+        received += chunk.decode()
+        if received.count("event: delta") == 3:
+            stop = await client_in.post(
+                reverse("conversations:reply_stop", args=[reply.conversation.public_id, reply.pk])
+            )
+            assert stop.status_code == 204
+
+    saved = await reload(reply)
+    assert saved.status == Message.Status.INTERRUPTED
+    assert saved.error == services.STOPPED
+    assert saved.content.startswith("w0 w1 w2")
+    assert len(saved.content.split()) < 40
+    assert deltas(parse_events(received)) == saved.content
+
+
+async def test_stop_before_the_stream_starts_never_calls_the_provider(client_in, turn, fake_upstream):
+    _, reply = turn
+
+    await client_in.post(reverse("conversations:reply_stop", args=[reply.conversation.public_id, reply.pk]))
+    events = await read_all(client_in, reply)
+
+    assert [name for name, _ in events] == ["done"]
+    assert fake_upstream.chat_requests == []
+    saved = await reload(reply)
+    assert saved.status == Message.Status.FAILED
+    assert saved.error == services.STOPPED
+
+
+async def test_a_finished_reply_is_not_asked_again(client_in, turn, fake_upstream):
+    _, reply = turn
+    await read_all(client_in, reply)
+    asked = len(fake_upstream.chat_requests)
+
+    events = await read_all(client_in, reply)  # e.g. the browser reconnecting
+
+    assert len(fake_upstream.chat_requests) == asked == 1
+    assert [name for name, _ in events] == ["done"]
+
+
+async def test_two_streams_of_one_reply_ask_the_provider_once(client_in, turn, fake_upstream):
+    _, reply = turn
+    fake_upstream.script(FakeReply(text="slow reply here", delay=0.2))
+
+    first, second = await asyncio.gather(read_all(client_in, reply), read_all(client_in, reply))
+
+    assert len(fake_upstream.chat_requests) == 1
+    assert "slow reply here" in {deltas(first), deltas(second)}
+
+
+async def test_model_output_is_escaped_while_streaming_and_sanitized_at_the_end(client_in, turn, fake_upstream):
+    _, reply = turn
+    attack = '<img src=x onerror=alert(1)> <script>alert(2)</script> [x](javascript:alert(3))'
+    fake_upstream.script(FakeReply(text=attack, chunks=3))
+
+    events = await read_all(client_in, reply)
+
+    for name, data in events:
+        if name == "delta":
+            assert "<" not in data
+    done = BeautifulSoup(events[-1][1], "html.parser")
+    assert not done.find_all(["img", "script"])
+    assert not done.find("a", href=lambda h: h and h.startswith("javascript"))
+    assert "<img src=x" in done.get_text()
+
+
+async def test_model_without_streaming_gets_the_whole_reply(client_in, turn, chat_model, fake_upstream):
+    chat_model.supports_streaming = False
+    await sync_to_async(chat_model.save)()
+    _, reply = turn
+    fake_upstream.script(FakeReply(text="All at once."))
+
+    events = await read_all(client_in, reply)
+
+    assert fake_upstream.last.body["stream"] is False
+    assert [name for name, _ in events] == ["delta", "done"]
+    assert (await reload(reply)).status == Message.Status.COMPLETE
+
+
+async def test_reply_at_the_length_limit_is_kept_and_marked(client_in, turn, fake_upstream):
+    _, reply = turn
+    fake_upstream.script(FakeReply(text="cut here", finish_reason="length"))
+
+    await read_all(client_in, reply)
+
+    saved = await reload(reply)
+    assert saved.status == Message.Status.COMPLETE
+    assert "length limit" in saved.error
+
+
+async def test_key_removed_after_sending_fails_with_the_variable_named(client_in, turn, chat_model, monkeypatch):
+    chat_model.api_key_env = "CHATTER_TEST_KEY"
+    await sync_to_async(chat_model.save)()
+    monkeypatch.delenv("CHATTER_TEST_KEY", raising=False)
+    _, reply = turn
+
+    await read_all(client_in, reply)
+
+    saved = await reload(reply)
+    assert saved.status == Message.Status.FAILED
+    assert "CHATTER_TEST_KEY is not set" in saved.error
+
+
+async def test_another_users_reply_stream_is_404(async_client, turn):
+    await async_client.aforce_login(await sync_to_async(UserFactory)())
+    _, reply = turn
+
+    response = await async_client.get(stream_url(reply))
+
+    assert response.status_code == 404
+    assert (await reload(reply)).status == Message.Status.PENDING
+
+
+async def test_anonymous_stream_is_redirected_to_login(async_client, turn):
+    _, reply = turn
+
+    response = await async_client.get(stream_url(reply))
+
+    assert response.status_code == 302
+    assert response["Location"].startswith(reverse("login"))

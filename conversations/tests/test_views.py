@@ -1,0 +1,316 @@
+import html
+
+import pytest
+from bs4 import BeautifulSoup
+from django.test import Client
+from django.urls import reverse
+
+from accounts.tests.factories import UserFactory
+from aimodels.tests.factories import AIModelFactory
+from conversations.models import Conversation, Message
+from conversations.tests.factories import ConversationFactory, MessageFactory
+
+HTMX = {"HX-Request": "true"}
+
+
+def send_url(conversation=None) -> str:
+    if conversation is None:
+        return reverse("conversations:start")
+    return reverse("conversations:message_create", args=[conversation.public_id])
+
+
+def reply_url(name: str, reply: Message) -> str:
+    return reverse(f"conversations:{name}", args=[reply.conversation.public_id, reply.pk])
+
+
+# Access --------------------------------------------------------------------------------------
+@pytest.mark.django_db
+def test_every_chat_url_needs_login(client, conversation):
+    reply = MessageFactory(conversation=conversation, pending=True)
+    urls = [
+        ("get", reverse("conversations:index")),
+        ("get", reverse("conversations:new")),
+        ("get", conversation.get_absolute_url()),
+        ("post", send_url()),
+        ("post", send_url(conversation)),
+        ("post", reply_url("reply_stop", reply)),
+        ("post", reply_url("reply_retry", reply)),
+    ]
+    for method, url in urls:
+        response = getattr(client, method)(url, {"content": "hi"} if method == "post" else None)
+        assert response.status_code == 302, url
+        assert response["Location"].startswith(reverse("login")), url
+    assert Message.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_another_users_conversation_is_404_everywhere(client, conversation):
+    reply = MessageFactory(conversation=conversation, status="failed", role="assistant", model=conversation.model)
+    client.force_login(UserFactory())
+
+    assert client.get(conversation.get_absolute_url()).status_code == 404
+    assert client.post(send_url(conversation), {"content": "sneaky"}).status_code == 404
+    assert client.post(reply_url("reply_stop", reply)).status_code == 404
+    assert client.post(reply_url("reply_retry", reply)).status_code == 404
+    assert not Message.objects.filter(content="sneaky").exists()
+    reply.refresh_from_db()
+    assert reply.status == "failed"
+
+
+@pytest.mark.django_db
+def test_posts_need_the_csrf_token(user, conversation):
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(user)
+
+    response = client.post(send_url(conversation), {"content": "hi"})
+
+    assert response.status_code == 403
+    assert not Message.objects.exists()
+
+
+@pytest.mark.django_db
+def test_sending_needs_post(signed_in, conversation):
+    assert signed_in.get(send_url(conversation)).status_code == 405
+
+
+# The page ------------------------------------------------------------------------------------
+@pytest.mark.django_db
+def test_home_opens_the_newest_conversation(signed_in, user, chat_model):
+    ConversationFactory(user=user, model=chat_model)
+    newest = ConversationFactory(user=user, model=chat_model)
+    ConversationFactory(model=chat_model)  # someone else's, newer still
+
+    response = signed_in.get(reverse("conversations:index"))
+
+    assert response["Location"] == newest.get_absolute_url()
+
+
+@pytest.mark.django_db
+def test_home_without_conversations_offers_a_new_one(signed_in, chat_model):
+    response = signed_in.get(reverse("conversations:index"))
+
+    page = BeautifulSoup(response.content, "html.parser")
+    assert page.find("label", string="Message")
+    assert page.find("button", string="Send")
+    assert page.find("select", attrs={"name": "model"}).find("option", selected=True).text == "fake-gpt"
+
+
+@pytest.mark.django_db
+def test_inactive_models_are_not_offered(signed_in, chat_model):
+    AIModelFactory(name="retired", is_active=False)
+
+    page = signed_in.get(reverse("conversations:new")).content.decode()
+
+    assert "retired" not in page
+
+
+@pytest.mark.django_db
+def test_reload_shows_every_message_in_order_with_its_state(signed_in, conversation):
+    MessageFactory(conversation=conversation, content="first question")
+    MessageFactory(conversation=conversation, reply=True, content="first **answer**")
+    MessageFactory(conversation=conversation, content="second question")
+    MessageFactory(
+        conversation=conversation, reply=True, status="interrupted", content="partial answ",
+        error="The connection closed before the reply was finished.",
+    )
+    MessageFactory(conversation=conversation, content="third question")
+    MessageFactory(conversation=conversation, reply=True, status="failed", content="", error="Rate limited.")
+
+    page = BeautifulSoup(signed_in.get(conversation.get_absolute_url()).content, "html.parser")
+
+    bubbles = page.select("#message-list article")
+    assert [b["class"][1:] for b in bubbles] == [
+        ["user", "status-complete"], ["assistant", "status-complete"],
+        ["user", "status-complete"], ["assistant", "status-interrupted"],
+        ["user", "status-complete"], ["assistant", "status-failed"],
+    ]
+    assert bubbles[1].strong.text == "answer"
+    assert "partial answ" in bubbles[3].text
+    assert "connection closed" in bubbles[3].find(class_="problem").text
+    assert bubbles[5].find(class_="problem").text == "Rate limited."
+    assert bubbles[5].find("button", class_="retry")
+    assert not bubbles[3].find("button", class_="retry")  # only the last reply can be retried
+
+
+@pytest.mark.django_db
+def test_a_pending_reply_reconnects_its_stream_on_reload(signed_in, conversation):
+    reply = MessageFactory(conversation=conversation, pending=True)
+
+    page = BeautifulSoup(signed_in.get(conversation.get_absolute_url()).content, "html.parser")
+
+    assert page.find(attrs={"sse-connect": reply_url("reply_stream", reply)})
+
+
+@pytest.mark.django_db
+def test_user_text_is_escaped_on_the_page(signed_in, conversation):
+    attack = '<script>alert(1)</script><img src=x onerror=alert(2)>'
+    MessageFactory(conversation=conversation, content=attack)
+    conversation.title = attack
+    conversation.save()
+
+    response = signed_in.get(conversation.get_absolute_url())
+
+    page = BeautifulSoup(response.content, "html.parser")
+    assert not page.find("img")
+    assert all(s.get("src") for s in page.find_all("script"))
+    assert html.escape(attack, quote=False) in response.content.decode()
+
+
+# Sending -------------------------------------------------------------------------------------
+@pytest.mark.django_db
+def test_send_commits_the_message_and_opens_the_reply_stream(signed_in, conversation, fake_upstream):
+    response = signed_in.post(send_url(conversation), {"content": "  What is **2+2**?  "}, headers=HTMX)
+
+    assert response.status_code == 200
+    question, reply = conversation.messages.all()
+    assert (question.role, question.content, question.status) == ("user", "What is **2+2**?", "complete")
+    assert question.token_count > 0
+    assert (reply.role, reply.status, reply.model) == ("assistant", "pending", conversation.model)
+    assert fake_upstream.requests == []  # nothing is asked until the stream opens
+    part = BeautifulSoup(response.content, "html.parser")
+    assert part.find("article", id=f"message-{question.pk}").text.strip() == "What is **2+2**?"
+    assert part.find(attrs={"sse-connect": reply_url("reply_stream", reply)})
+    composer = part.find("form", id="composer")
+    assert composer["hx-swap-oob"] == "true"
+    assert composer.textarea.text.strip() == ""
+
+
+@pytest.mark.django_db
+def test_first_message_starts_a_conversation(signed_in, user, chat_model):
+    response = signed_in.post(send_url(), {"content": "Plan a trip to Lisbon", "model": chat_model.pk}, headers=HTMX)
+
+    conversation = Conversation.objects.get(user=user)
+    assert conversation.model == chat_model
+    assert conversation.title == "Plan a trip to Lisbon"
+    assert response["HX-Push-Url"] == conversation.get_absolute_url()
+    part = BeautifulSoup(response.content, "html.parser")
+    assert part.find("form", id="composer")["hx-post"] == send_url(conversation)
+    assert "Plan a trip to Lisbon" in part.find(id="conversation-list").text
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("content", ["", "   ", "\n\t"])
+def test_empty_message_is_refused_and_nothing_saved(signed_in, conversation, content):
+    response = signed_in.post(send_url(conversation), {"content": content}, headers=HTMX)
+
+    assert response.status_code == 422
+    assert response["HX-Retarget"] == "#composer"
+    assert "Type a message first." in response.content.decode()
+    assert not Message.objects.exists()
+
+
+@pytest.mark.django_db
+def test_too_long_message_is_refused_and_kept_in_the_box(signed_in, conversation, settings):
+    settings.MESSAGE_MAX_LENGTH = 20
+    text = "x" * 21
+
+    response = signed_in.post(send_url(conversation), {"content": text}, headers=HTMX)
+
+    assert response.status_code == 422
+    form = BeautifulSoup(response.content, "html.parser").find("form", id="composer")
+    assert form.textarea.text.strip() == text
+    assert "at most 20 characters" in form.text
+    assert not Message.objects.exists()
+
+
+@pytest.mark.django_db
+def test_default_length_limit_is_32000(signed_in, conversation, chat_model):
+    chat_model.context_window = 200_000
+    chat_model.save()
+
+    ok = signed_in.post(send_url(conversation), {"content": "a " * 16_000}, headers=HTMX)
+    too_long = signed_in.post(send_url(conversation), {"content": "a" * 32_001}, headers=HTMX)
+
+    assert ok.status_code == 200
+    assert too_long.status_code == 422
+
+
+@pytest.mark.django_db
+def test_message_that_cannot_fit_the_model_is_refused_before_any_call(signed_in, conversation, chat_model, fake_upstream):
+    chat_model.context_window = 600
+    chat_model.max_completion_tokens = 200
+    chat_model.save()
+    text = "lorem ipsum dolor " * 100
+
+    response = signed_in.post(send_url(conversation), {"content": text}, headers=HTMX)
+
+    assert response.status_code == 422
+    assert "tokens; fake-gpt accepts at most" in html.unescape(response.content.decode())
+    assert text.strip() in html.unescape(response.content.decode())
+    assert not Message.objects.exists()
+    assert fake_upstream.requests == []
+
+
+@pytest.mark.django_db
+def test_inactive_model_gives_a_clear_message_and_keeps_the_text(signed_in, conversation, chat_model):
+    chat_model.is_default = False
+    chat_model.is_active = False
+    chat_model.save()
+
+    response = signed_in.post(send_url(conversation), {"content": "are you there?"}, headers=HTMX)
+
+    assert response.status_code == 422
+    body = html.unescape(response.content.decode())
+    assert "fake-gpt is no longer available" in body
+    assert "are you there?" in body
+    assert not Message.objects.exists()
+
+
+@pytest.mark.django_db
+def test_model_without_its_key_gives_a_clear_message_and_keeps_the_text(signed_in, conversation, chat_model, monkeypatch):
+    monkeypatch.delenv("CHATTER_MISSING_KEY", raising=False)
+    chat_model.api_key_env = "CHATTER_MISSING_KEY"
+    chat_model.save()
+
+    response = signed_in.post(send_url(conversation), {"content": "hello?"}, headers=HTMX)
+
+    assert response.status_code == 422
+    body = html.unescape(response.content.decode())
+    assert "its API key is not configured" in body
+    assert "hello?" in body
+    assert not Message.objects.exists()
+
+
+@pytest.mark.django_db
+def test_new_conversation_cannot_pick_an_inactive_model(signed_in, chat_model):
+    retired = AIModelFactory(name="retired", is_active=False)
+
+    response = signed_in.post(send_url(), {"content": "hi", "model": retired.pk}, headers=HTMX)
+
+    assert response.status_code == 422
+    assert not Conversation.objects.exists()
+
+
+# Retry ---------------------------------------------------------------------------------------
+@pytest.mark.django_db
+def test_retry_reopens_the_last_reply_without_retyping(signed_in, conversation):
+    MessageFactory(conversation=conversation, content="the question")
+    reply = MessageFactory(conversation=conversation, reply=True, status="interrupted", content="half", error="x")
+
+    response = signed_in.post(reply_url("reply_retry", reply), headers=HTMX)
+
+    reply.refresh_from_db()
+    assert (reply.status, reply.content, reply.error) == ("pending", "", "")
+    assert BeautifulSoup(response.content, "html.parser").find(attrs={"sse-connect": reply_url("reply_stream", reply)})
+    assert conversation.messages.filter(role="user").get().content == "the question"
+
+
+@pytest.mark.django_db
+def test_retry_of_a_complete_reply_changes_nothing(signed_in, conversation):
+    reply = MessageFactory(conversation=conversation, reply=True, content="fine answer")
+
+    response = signed_in.post(reply_url("reply_retry", reply), headers=HTMX)
+
+    assert response["HX-Refresh"] == "true"
+    reply.refresh_from_db()
+    assert (reply.status, reply.content) == ("complete", "fine answer")
+
+
+@pytest.mark.django_db
+def test_stop_of_a_pending_reply_marks_it_stopped(signed_in, conversation):
+    reply = MessageFactory(conversation=conversation, pending=True)
+
+    assert signed_in.post(reply_url("reply_stop", reply)).status_code == 204
+
+    reply.refresh_from_db()
+    assert (reply.status, reply.error, reply.stop_requested) == ("failed", "Stopped.", True)

@@ -1,0 +1,15 @@
+from django.urls import path
+
+from conversations import views
+
+app_name = "conversations"
+urlpatterns = [
+    path("", views.conversation_index, name="index"),
+    path("new/", views.conversation_new, name="new"),
+    path("new/messages/", views.message_create, name="start"),
+    path("c/<uuid:public_id>/", views.conversation_detail, name="detail"),
+    path("c/<uuid:public_id>/messages/", views.message_create, name="message_create"),
+    path("c/<uuid:public_id>/replies/<int:pk>/stream/", views.reply_stream, name="reply_stream"),
+    path("c/<uuid:public_id>/replies/<int:pk>/stop/", views.reply_stop, name="reply_stop"),
+    path("c/<uuid:public_id>/replies/<int:pk>/retry/", views.reply_retry, name="reply_retry"),
+]
