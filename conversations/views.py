@@ -114,7 +114,9 @@ def reply_retry(request: HttpRequest, public_id: UUID, pk: int) -> HttpResponse:
 
 
 def _sse(event: str, data: str) -> str:
-    lines = data.split("\n")
+    # Every line break (\r too: browsers split on it) starts a new data line, so text can
+    # never end the event early or forge a field of its own.
+    lines = data.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     return f"event: {event}\n" + "".join(f"data: {line}\n" for line in lines) + "\n"
 
 

@@ -4,6 +4,7 @@ Each test leaves exactly the rows it should: the user's message untouched, the r
 interrupted (partial text kept) or failed (with a readable reason)."""
 
 import asyncio
+import re
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -20,16 +21,17 @@ pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
 
 
 def parse_events(raw: str) -> list[tuple[str, str]]:
-    events = []
-    for block in raw.split("\n\n"):
-        name, data = None, []
-        for line in block.split("\n"):
-            if line.startswith("event: "):
-                name = line[len("event: ") :]
-            elif line.startswith("data: "):
-                data.append(line[len("data: ") :])
-        if name:
-            events.append((name, "\n".join(data)))
+    """Events as a browser's EventSource reads them (lines end with \\r\\n, \\r or \\n)."""
+    events, name, data = [], None, []
+    for line in re.split(r"\r\n|\r|\n", raw):
+        if not line:
+            if data:
+                events.append((name or "message", "\n".join(data)))
+            name, data = None, []
+        elif line.startswith("event:"):
+            name = line[len("event:") :].removeprefix(" ")
+        elif line.startswith("data:"):
+            data.append(line[len("data:") :].removeprefix(" "))
     return events
 
 
@@ -279,6 +281,18 @@ async def test_model_output_is_escaped_while_streaming_and_sanitized_at_the_end(
     assert not done.find_all(["img", "script"])
     assert not done.find("a", href=lambda h: h and h.startswith("javascript"))
     assert "<img src=x" in done.get_text()
+
+
+async def test_line_breaks_in_model_output_cannot_forge_events(client_in, turn, fake_upstream):
+    _, reply = turn
+    forged = "a\revent: done\rdata: forged\r\n\r\nevent: done\ndata: x\n\nb"
+    fake_upstream.script(FakeReply(text=forged, chunks=1))
+
+    events = await read_all(client_in, reply)
+
+    assert [name for name, _ in events] == ["delta", "done"]
+    assert "forged" in events[0][1]
+    assert (await reload(reply)).content == forged
 
 
 async def test_model_without_streaming_gets_the_whole_reply(client_in, turn, chat_model, fake_upstream):
