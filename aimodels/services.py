@@ -6,11 +6,12 @@ is sent; it is never stored on the model, logged, or put into a message.
 """
 
 import asyncio
+import json
 import logging
 import math
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
@@ -185,6 +186,67 @@ def chat_request_kwargs(
     if not model.api_key_env:
         kwargs["extra_headers"] = {"Authorization": openai.omit}
     return kwargs
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyPiece:
+    """Part of a reply as it arrives: some text, and with the last pieces the finish reason
+    (None until the provider says the reply is complete) and the usage the provider reports."""
+
+    text: str = ""
+    finish_reason: str | None = None
+    usage: dict[str, int] | None = None
+
+
+def _usage(usage: Any) -> dict[str, int] | None:
+    if not usage:
+        return None
+    get = usage.get if isinstance(usage, dict) else lambda name: getattr(usage, name, None)
+    return {"prompt_tokens": get("prompt_tokens"), "completion_tokens": get("completion_tokens")}
+
+
+async def reply_pieces(*, model: AIModel, messages: list[dict[str, str]]) -> AsyncIterator[ReplyPiece]:
+    """Ask the model for a reply and yield it piece by piece the moment each arrives.
+
+    A model that streams is read through the SDK's raw streaming response and each event is
+    parsed here with json: the SDK's typed chunks cost about 0.15 ms each to build, most of
+    what a delta costs. A model that does not stream yields its whole reply as one piece.
+    Raises the SDK's errors (openai.APIError and kin, for error_describe) and ProviderError.
+    """
+    client = client_get(model=model)
+    kwargs = chat_request_kwargs(model=model, messages=messages, stream=True)
+    if not kwargs["stream"]:
+        completion = await client.chat.completions.create(**kwargs)
+        choice = completion.choices[0] if completion.choices else None
+        yield ReplyPiece(
+            text=(choice.message.content or "") if choice else "",
+            finish_reason=choice.finish_reason if choice else None,
+            usage=_usage(completion.usage),
+        )
+        return
+    async with client.chat.completions.with_streaming_response.create(**kwargs) as response:
+        request = response.http_request
+        try:
+            async for line in response.iter_lines():
+                if not line.startswith("data:"):
+                    continue
+                data = line[5:].strip()
+                if data == "[DONE]":
+                    return
+                chunk = json.loads(data)
+                if error := chunk.get("error"):
+                    message = error.get("message") if isinstance(error, dict) else None
+                    raise openai.APIError(message or "An error occurred during streaming", request, body=error)
+                choices = chunk.get("choices") or [{}]  # Azure opens, and usage closes, with no choices
+                text = (choices[0].get("delta") or {}).get("content") or ""
+                finish_reason = choices[0].get("finish_reason")
+                usage = _usage(chunk.get("usage"))
+                if text or finish_reason or usage:
+                    yield ReplyPiece(text=text, finish_reason=finish_reason, usage=usage)
+        except httpx2.TimeoutException as error:
+            raise openai.APITimeoutError(request=request) from error
+        except (httpx2.TransportError, httpx2.StreamError) as error:
+            raise openai.APIConnectionError(request=request) from error
 
 
 # Errors --------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ import openai
 from django.utils import timezone
 
 from aimodels.models import AIModel
-from aimodels.services import ProviderError, chat_request_kwargs, client_get, error_describe
+from aimodels.services import ProviderError, error_describe, reply_pieces
 from conversations import tokens
 from conversations.context import DEFAULT_MARGIN, ContextTooLong, select_context
 from conversations.models import Message
@@ -118,45 +118,20 @@ async def reply_stream(*, reply: Message) -> AsyncIterator[str]:
     reply.status, reply.error, reply.usage = Message.Status.FAILED, "", None
     try:
         messages, reply.context_omitted = await context_build(reply=reply, model=model)
-        client = client_get(model=model)
-        kwargs = chat_request_kwargs(model=model, messages=messages, stream=True)
-        if kwargs["stream"]:
-            finish_reason = None
-            loop = asyncio.get_running_loop()
-            next_checkpoint = loop.time() + CHECKPOINT_SECONDS
-            async with await client.chat.completions.create(**kwargs) as stream:
-                async for chunk in _until_stopped(stream, reply.pk):
-                    if chunk.usage is not None:
-                        reply.usage = {
-                            "prompt_tokens": chunk.usage.prompt_tokens,
-                            "completion_tokens": chunk.usage.completion_tokens,
-                        }
-                    if not chunk.choices:
-                        continue
-                    choice = chunk.choices[0]
-                    if text := choice.delta.content:
-                        parts.append(text)
-                        yield text
-                        if loop.time() >= next_checkpoint:
-                            await _checkpoint(reply, "".join(parts))
-                            next_checkpoint = loop.time() + CHECKPOINT_SECONDS
-                    finish_reason = choice.finish_reason or finish_reason
-        else:
-            if await _stop_requested(reply.pk):
-                raise StopRequested
-            completion = await client.chat.completions.create(**kwargs)
-            choice = completion.choices[0] if completion.choices else None
-            finish_reason = choice.finish_reason if choice else None
-            if completion.usage is not None:
-                reply.usage = {
-                    "prompt_tokens": completion.usage.prompt_tokens,
-                    "completion_tokens": completion.usage.completion_tokens,
-                }
-            if choice and choice.message.content:
-                parts.append(choice.message.content)
-                yield choice.message.content
+        finish_reason = None
+        loop = asyncio.get_running_loop()
+        next_checkpoint = loop.time() + CHECKPOINT_SECONDS
+        async for piece in _until_stopped(reply_pieces(model=model, messages=messages), reply.pk):
+            reply.usage = piece.usage or reply.usage
+            finish_reason = piece.finish_reason or finish_reason
+            if piece.text:
+                parts.append(piece.text)
+                yield piece.text
+                if loop.time() >= next_checkpoint:
+                    await _checkpoint(reply, "".join(parts))
+                    next_checkpoint = loop.time() + CHECKPOINT_SECONDS
         if finish_reason is None:
-            # A stream cut without a finish_reason ends silently in the SDK: it is not complete.
+            # A stream that ends without a finish_reason was cut off: it is not complete.
             reply.status, reply.error = Message.Status.INTERRUPTED, CUT_SHORT
         else:
             reply.status = Message.Status.COMPLETE
