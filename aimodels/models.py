@@ -364,6 +364,18 @@ class AIModel(models.Model):
 
     # The key ------------------------------------------------------------------------------
     @property
+    def unusable_reason(self) -> str:
+        """Why the chat cannot use this model right now, in words for its users; empty if it can."""
+        if not self.is_active:
+            return f"{self.name} is no longer available. Start a new conversation with another model."
+        if self.api_key_env and not self.api_key_is_set:
+            return (
+                f"{self.name} cannot be used right now: its API key is not configured on the server. "
+                "Ask an admin, or pick another model."
+            )
+        return ""
+
+    @property
     def api_key_is_set(self) -> bool:
         """Whether the key variable is set in this process's environment (the key is not read)."""
         return bool(self.api_key_env) and bool(os.environ.get(self.api_key_env))

@@ -46,13 +46,8 @@ class MessageForm(forms.Form):
         model = self.conversation.model if self.conversation else data.get("model")
         if model is None or "content" not in data:
             return data
-        if not model.is_active:
-            self.add_error(None, f"{model.name} is no longer available. Start a new conversation with another model.")
-        elif model.api_key_env and not model.api_key_is_set:
-            self.add_error(
-                None, f"{model.name} cannot be used right now: its API key is not configured on the server. "
-                "Ask an admin, or pick another model."
-            )
+        if reason := model.unusable_reason:
+            self.add_error(None, reason)
         else:
             self._check_fits(model, data["content"])
         return data

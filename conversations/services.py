@@ -32,6 +32,10 @@ class StopRequested(Exception):
     pass
 
 
+class ModelUnusable(Exception):
+    pass
+
+
 async def context_build(*, reply: Message, model: AIModel) -> tuple[list[dict[str, str]], int]:
     """The messages to send for `reply` and how many older ones were left out. Chooses from the
     stored token counts (one query), then loads the text of the kept messages only (another)."""
@@ -117,6 +121,8 @@ async def reply_stream(*, reply: Message) -> AsyncIterator[str]:
     parts: list[str] = []
     reply.status, reply.error, reply.usage = Message.Status.FAILED, "", None
     try:
+        if reason := model.unusable_reason:  # e.g. deactivated since the message was sent
+            raise ModelUnusable(reason)
         messages, reply.context_omitted = await context_build(reply=reply, model=model)
         finish_reason = None
         loop = asyncio.get_running_loop()
@@ -142,6 +148,8 @@ async def reply_stream(*, reply: Message) -> AsyncIterator[str]:
     except (asyncio.CancelledError, GeneratorExit):
         reply.status, reply.error = Message.Status.INTERRUPTED, CONNECTION_CLOSED
         raise
+    except ModelUnusable as error:
+        reply.error = str(error)
     except ContextTooLong as error:
         reply.error = (
             f"The conversation no longer fits {model.name}: the last message is {error.needed:,} tokens "

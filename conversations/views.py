@@ -138,8 +138,8 @@ async def reply_stream(request: HttpRequest, public_id: UUID, pk: int) -> Stream
                 yield _sse("delta", html.escape(text, quote=False))
         # Another request may have finished this reply; its fields (not its relations) are re-read.
         await reply.arefresh_from_db(fields=REPLY_STATE)
-        # Markdown, highlighting and cleaning are CPU work: done off the event loop.
         is_last = not await Message.objects.filter(conversation_id=reply.conversation_id, pk__gt=reply.pk).aexists()
+        # Markdown, highlighting and cleaning are CPU work: done off the event loop.
         bubble = await sync_to_async(render_to_string, thread_sensitive=False)(
             f"{PAGE}#message", {"conversation": reply.conversation, "message": reply, "is_last": is_last}
         )

@@ -319,7 +319,7 @@ async def test_reply_at_the_length_limit_is_kept_and_marked(client_in, turn, fak
     assert "length limit" in saved.error
 
 
-async def test_key_removed_after_sending_fails_with_the_variable_named(client_in, turn, chat_model, monkeypatch):
+async def test_key_removed_after_sending_fails_the_reply_without_a_call(client_in, turn, chat_model, monkeypatch, fake_upstream):
     chat_model.api_key_env = "CHATTER_TEST_KEY"
     await sync_to_async(chat_model.save)()
     monkeypatch.delenv("CHATTER_TEST_KEY", raising=False)
@@ -329,7 +329,22 @@ async def test_key_removed_after_sending_fails_with_the_variable_named(client_in
 
     saved = await reload(reply)
     assert saved.status == Message.Status.FAILED
-    assert "CHATTER_TEST_KEY is not set" in saved.error
+    assert "its API key is not configured" in saved.error
+    assert fake_upstream.chat_requests == []
+
+
+async def test_model_deactivated_after_sending_fails_the_reply_without_a_call(client_in, turn, chat_model, fake_upstream):
+    chat_model.is_default = False
+    chat_model.is_active = False
+    await sync_to_async(chat_model.save)()
+    _, reply = turn
+
+    await read_all(client_in, reply)
+
+    saved = await reload(reply)
+    assert saved.status == Message.Status.FAILED
+    assert "fake-gpt is no longer available" in saved.error
+    assert fake_upstream.chat_requests == []
 
 
 async def test_another_users_reply_stream_is_404(async_client, turn):
