@@ -135,3 +135,21 @@ def test_debug_is_off_unless_set():
     )
 
     assert result.stdout.strip() == "False", result.stderr
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+async def test_headers_and_csrf_hold_under_asgi_too(user):
+    from django.test import AsyncClient
+
+    client = AsyncClient(enforce_csrf_checks=True)
+    await client.aforce_login(user)
+
+    page = await client.get(reverse("accounts:profile"))
+    refused = await client.post(reverse("logout"))
+
+    assert page["X-Frame-Options"] == "DENY"
+    assert "'nonce-" in page["Content-Security-Policy"]
+    assert page["Referrer-Policy"] == "same-origin"
+    assert refused.status_code == 403
+    assert b'class="brand"' in refused.content
