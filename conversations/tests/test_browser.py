@@ -46,6 +46,11 @@ def test_send_and_watch_the_reply_stream_in(page: Page, asgi_server, user, chat_
     page.get_by_role("button", name="Log in").click()
     expect(page.get_by_role("heading", name=f"Hello, {user.username}")).to_be_visible()
 
+    page.get_by_label("Message").fill("   ")  # blank: the browser's own check lets it through
+    page.get_by_role("button", name="Send").click()
+    expect(page.locator("#composer .errorlist")).to_have_text("Type a message first.")
+    errors.clear()  # the browser logs the deliberate 422 itself
+
     page.get_by_label("Message").fill("Write a greeting function")
     page.get_by_role("button", name="Send").click()
 
