@@ -6,9 +6,10 @@ checkpoint every CHECKPOINT_SECONDS so a crashed worker loses little; never a wr
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 
 import openai
+from django.db.models import Q
 from django.utils import timezone
 
 from aimodels.models import AIModel
@@ -25,6 +26,8 @@ STOPPED = "Stopped."
 CONNECTION_CLOSED = "The connection closed before the reply was finished."
 CUT_SHORT = "The reply broke off before it was finished."
 LENGTH_LIMIT = "The reply reached its length limit ({limit:,} tokens) and stops there."
+# Replies that go back to the model as context: finished ones, and the part of a broken one
+# that the user saw.
 USABLE = (Message.Status.COMPLETE, Message.Status.INTERRUPTED)
 
 
@@ -39,12 +42,10 @@ class ModelUnusable(Exception):
 async def context_build(*, reply: Message, model: AIModel) -> tuple[list[dict[str, str]], int]:
     """The messages to send for `reply` and how many older ones were left out. Chooses from the
     stored token counts (one query), then loads the text of the kept messages only (another)."""
+    sent_before = Q(role=Message.Role.USER) | Q(role=Message.Role.ASSISTANT, status__in=USABLE)
     history = [
         (pk, count or 0)
-        async for pk, count in Message.objects.filter(
-            conversation_id=reply.conversation_id, pk__lt=reply.pk, role__in=(Message.Role.USER, Message.Role.ASSISTANT)
-        )
-        .exclude(role=Message.Role.ASSISTANT, status__in=(Message.Status.PENDING, Message.Status.STREAMING, Message.Status.FAILED))
+        async for pk, count in Message.objects.filter(sent_before, conversation_id=reply.conversation_id, pk__lt=reply.pk)
         .order_by("created_at", "pk")
         .values_list("pk", "token_count")
     ]
@@ -73,7 +74,7 @@ async def _stop_requested(pk: int) -> bool:
     return await Message.objects.filter(pk=pk, stop_requested=True).aexists()
 
 
-async def _until_stopped(chunks: AsyncIterator, pk: int) -> AsyncIterator:
+async def _until_stopped(chunks: AsyncGenerator, pk: int) -> AsyncIterator:
     """The chunks of `chunks`, checking at most every STOP_POLL_SECONDS (also while the provider
     is silent) whether the user pressed stop; the flag lives in the database, so a stop request
     served by another worker process is seen too."""
@@ -100,7 +101,9 @@ async def _until_stopped(chunks: AsyncIterator, pk: int) -> AsyncIterator:
                 raise StopRequested
     finally:
         if pending is not None:
-            pending.cancel()
+            pending.cancel()  # ends the source, which is running inside that future
+        else:
+            await chunks.aclose()  # close the provider's response now, not when collected
 
 
 async def _checkpoint(reply: Message, text: str) -> None:
