@@ -1,6 +1,7 @@
 """Fixtures shared by every app's tests."""
 
 import pytest
+import pytest_asyncio
 
 pytest_plugins = ["bench.pytest_fixtures"]
 
@@ -68,3 +69,15 @@ def django_db_modify_db_settings(django_db_modify_db_settings, tmp_path_factory)
     db = settings.DATABASES["default"]
     if db["ENGINE"] == "django.db.backends.sqlite3":
         db["TEST"] = {**db.get("TEST", {}), "NAME": str(tmp_path_factory.mktemp("db") / "test.sqlite3")}
+
+
+@pytest_asyncio.fixture
+async def close_thread_connections():
+    """For async tests: ORM calls made through sync_to_async outside a request run in asgiref's
+    shared executor thread, whose database connection nothing else closes (PostgreSQL then
+    cannot drop the test database at the end)."""
+    yield
+    from asgiref.sync import sync_to_async
+    from django.db import connections
+
+    await sync_to_async(connections.close_all)()

@@ -139,6 +139,7 @@ def test_debug_is_off_unless_set():
 
 @pytest.mark.asyncio
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("close_thread_connections")
 async def test_headers_and_csrf_hold_under_asgi_too(user):
     from django.test import AsyncClient
 

@@ -17,7 +17,11 @@ from conversations import services, tokens
 from conversations.models import Message
 from conversations.tests.factories import MessageFactory
 
-pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
+pytestmark = [
+    pytest.mark.asyncio,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("close_thread_connections"),
+]
 
 
 def parse_events(raw: str) -> list[tuple[str, str]]:
