@@ -48,6 +48,8 @@ class MessageForm(forms.Form):
             return data
         if reason := model.unusable_reason:
             self.add_error(None, reason)
+        elif self.conversation and self.conversation.messages.replying().exists():
+            self.add_error(None, "A reply is still being written. Wait for it to finish, or press Stop.")
         else:
             self._check_fits(model, data["content"])
         return data

@@ -44,6 +44,16 @@ class Conversation(models.Model):
         return line if len(line) <= TITLE_LENGTH else line[: TITLE_LENGTH - 1].rstrip() + "…"
 
 
+class MessageQuerySet(models.QuerySet):
+    def replying(self) -> "MessageQuerySet":
+        """Replies being asked for or written right now (not those left behind by a dead worker)."""
+        return self.filter(
+            role=Message.Role.ASSISTANT,
+            status__in=(Message.Status.PENDING, Message.Status.STREAMING),
+            updated_at__gt=timezone.now() - STALE_STREAM,
+        )
+
+
 class Message(models.Model):
     class Role(models.TextChoices):
         SYSTEM = "system"
@@ -79,6 +89,8 @@ class Message(models.Model):
     stop_requested = models.BooleanField(default=False)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
+
+    objects = MessageQuerySet.as_manager()
 
     class Meta:
         ordering = ["created_at", "pk"]

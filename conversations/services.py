@@ -1,12 +1,13 @@
 """One reply from the AI provider: context, the streamed request, and saving whatever came back.
 
 The stream runs async end to end. The reply is written once when it ends or breaks, with a
-checkpoint every CHECKPOINT_SECONDS so a crashed worker loses little; never a write per token.
+checkpoint every CHECKPOINT_SECONDS (also a heartbeat while the provider is silent) so a crashed
+worker loses little; never a write per token.
 """
 
 import asyncio
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 
 import openai
 from django.db.models import Q
@@ -74,14 +75,17 @@ async def _stop_requested(pk: int) -> bool:
     return await Message.objects.filter(pk=pk, stop_requested=True).aexists()
 
 
-async def _until_stopped(chunks: AsyncGenerator, pk: int) -> AsyncIterator:
+async def _until_stopped(
+    chunks: AsyncGenerator, pk: int, *, checkpoint: Callable[[], Awaitable[None]]
+) -> AsyncIterator:
     """The chunks of `chunks`, checking at most every STOP_POLL_SECONDS (also while the provider
     is silent) whether the user pressed stop; the flag lives in the database, so a stop request
-    served by another worker process is seen too."""
+    served by another worker process is seen too. Calls `checkpoint` every CHECKPOINT_SECONDS,
+    text or not, so a reply that is still alive never looks abandoned (STALE_STREAM)."""
     loop = asyncio.get_running_loop()
     iterator = aiter(chunks)
     pending: asyncio.Future | None = None
-    last_poll = loop.time()
+    last_poll = last_checkpoint = loop.time()
     try:
         while True:
             if pending is None:
@@ -99,6 +103,9 @@ async def _until_stopped(chunks: AsyncGenerator, pk: int) -> AsyncIterator:
             last_poll = loop.time()
             if await _stop_requested(pk):
                 raise StopRequested
+            if last_poll - last_checkpoint >= CHECKPOINT_SECONDS:
+                await checkpoint()
+                last_checkpoint = last_poll
     finally:
         if pending is not None:
             pending.cancel()  # ends the source, which is running inside that future
@@ -128,17 +135,13 @@ async def reply_stream(*, reply: Message) -> AsyncIterator[str]:
             raise ModelUnusable(reason)
         messages, reply.context_omitted = await context_build(reply=reply, model=model)
         finish_reason = None
-        loop = asyncio.get_running_loop()
-        next_checkpoint = loop.time() + CHECKPOINT_SECONDS
-        async for piece in _until_stopped(reply_pieces(model=model, messages=messages), reply.pk):
+        pieces = reply_pieces(model=model, messages=messages)
+        async for piece in _until_stopped(pieces, reply.pk, checkpoint=lambda: _checkpoint(reply, "".join(parts))):
             reply.usage = piece.usage or reply.usage
             finish_reason = piece.finish_reason or finish_reason
             if piece.text:
                 parts.append(piece.text)
                 yield piece.text
-                if loop.time() >= next_checkpoint:
-                    await _checkpoint(reply, "".join(parts))
-                    next_checkpoint = loop.time() + CHECKPOINT_SECONDS
         if finish_reason is None:
             # A stream that ends without a finish_reason was cut off: it is not complete.
             reply.status, reply.error = Message.Status.INTERRUPTED, CUT_SHORT

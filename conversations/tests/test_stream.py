@@ -237,6 +237,25 @@ async def test_stop_button_ends_the_stream_and_keeps_the_text(client_in, turn, f
     assert deltas(parse_events(received)) == saved.content
 
 
+async def test_a_silent_provider_does_not_make_a_live_reply_look_abandoned(client_in, turn, fake_upstream, monkeypatch):
+    monkeypatch.setattr(services, "STOP_POLL_SECONDS", 0.05)
+    monkeypatch.setattr(services, "CHECKPOINT_SECONDS", 0.2)
+    _, reply = turn
+    fake_upstream.script(FakeReply(text="late but fine", first_delay=1.0))
+    reading = asyncio.create_task(read_all(client_in, reply))
+    await asyncio.sleep(0.3)
+    claimed = await reload(reply)
+    assert claimed.status == Message.Status.STREAMING
+
+    await asyncio.sleep(0.5)  # the provider has said nothing yet
+    heartbeat = await reload(reply)
+    await reading
+
+    assert heartbeat.status == Message.Status.STREAMING
+    assert heartbeat.updated_at > claimed.updated_at
+    assert (await reload(reply)).status == Message.Status.COMPLETE
+
+
 async def test_stop_before_the_stream_starts_never_calls_the_provider(client_in, turn, fake_upstream):
     _, reply = turn
 

@@ -1,9 +1,11 @@
 import html
+from datetime import timedelta
 
 import pytest
 from bs4 import BeautifulSoup
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 
 from accounts.tests.factories import UserFactory
 from aimodels.tests.factories import AIModelFactory
@@ -279,6 +281,30 @@ def test_new_conversation_cannot_pick_an_inactive_model(signed_in, chat_model):
 
     assert response.status_code == 422
     assert not Conversation.objects.exists()
+
+
+@pytest.mark.django_db
+def test_no_new_message_while_a_reply_is_being_written(signed_in, conversation):
+    MessageFactory(conversation=conversation, content="first")
+    MessageFactory(conversation=conversation, pending=True)
+
+    response = signed_in.post(send_url(conversation), {"content": "and another thing"}, headers=HTMX)
+
+    assert response.status_code == 422
+    body = html.unescape(response.content.decode())
+    assert "A reply is still being written" in body
+    assert "and another thing" in body
+    assert conversation.messages.count() == 2
+
+
+@pytest.mark.django_db
+def test_a_reply_abandoned_by_a_dead_worker_does_not_block_the_conversation(signed_in, conversation):
+    reply = MessageFactory(conversation=conversation, reply=True, status="streaming", content="par")
+    Message.objects.filter(pk=reply.pk).update(updated_at=timezone.now() - timedelta(minutes=5))
+
+    response = signed_in.post(send_url(conversation), {"content": "hello again"}, headers=HTMX)
+
+    assert response.status_code == 200
 
 
 # Retry ---------------------------------------------------------------------------------------
