@@ -1,5 +1,6 @@
 from django.core.exceptions import ValidationError
-from django.utils.translation import gettext as _, ngettext
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 CLASSES = {
     "lower case letters": lambda c: c.islower(),

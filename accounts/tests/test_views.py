@@ -5,7 +5,6 @@ import pytest
 from django.core import mail
 from django.urls import reverse
 
-from accounts.models import User
 from accounts.tests.factories import PASSWORD, UserFactory
 
 LOGIN = reverse("login")

@@ -345,7 +345,7 @@ async def test_works_as_an_async_context_manager():
 
     assert [m.id for m in page.data] == ["only-one"]
     with pytest.raises(RuntimeError):
-        upstream.url
+        _ = upstream.url
 
 
 def test_queue_error_gives_the_real_body_for_common_statuses(fake_upstream):
