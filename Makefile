@@ -42,6 +42,8 @@ setup: $(VENV)/.installed .env
 $(VENV)/.installed: requirements.txt
 	@test -n "$(PYTHON)" || { echo "chatter needs Python 3.12 or newer (Django 6.1), and none was found."; \
 		echo "Install Python 3.12+ (e.g. 'pyenv install 3.12'), or run: make PYTHON=/path/to/python3.12"; exit 1; }
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 12))' || { \
+		echo "$(PYTHON) is Python $$($(PYTHON) -c 'import platform; print(platform.python_version())'); chatter needs 3.12 or newer (Django 6.1)."; exit 1; }
 	@test -x $(PY) || { echo "Creating $(VENV) with $(PYTHON)"; $(PYTHON) -m venv $(VENV); }
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
