@@ -4,6 +4,7 @@ Raw HTML in the source is never trusted: markdown-it escapes it (html=False) and
 keeps only an allowlist of tags and attributes, and only http(s)/mailto links.
 """
 
+import threading
 from functools import partial
 
 import bleach
@@ -58,15 +59,23 @@ def _safe_link(attrs: dict, new: bool = False) -> dict:
 _md = MarkdownIt("commonmark", {"html": False, "linkify": False, "highlight": _highlight}).enable(
     ["table", "strikethrough"]
 )
-_cleaner = bleach.Cleaner(
-    tags=ALLOWED_TAGS,
-    attributes=ALLOWED_ATTRIBUTES,
-    protocols=ALLOWED_PROTOCOLS,
-    strip=True,
-    strip_comments=True,
-    filters=[partial(LinkifyFilter, callbacks=[_safe_link], skip_tags={"pre", "code"})],
-)
+# bleach's Cleaner keeps parser state between calls and is not thread-safe ("create a separate
+# cleaner per thread"), and replies are rendered in several threads at once: one per thread.
+_local = threading.local()
+
+
+def _cleaner() -> bleach.Cleaner:
+    if not hasattr(_local, "cleaner"):
+        _local.cleaner = bleach.Cleaner(
+            tags=ALLOWED_TAGS,
+            attributes=ALLOWED_ATTRIBUTES,
+            protocols=ALLOWED_PROTOCOLS,
+            strip=True,
+            strip_comments=True,
+            filters=[partial(LinkifyFilter, callbacks=[_safe_link], skip_tags={"pre", "code"})],
+        )
+    return _local.cleaner
 
 
 def render_markdown(text: str) -> SafeString:
-    return mark_safe(_cleaner.clean(_md.render(text)))
+    return mark_safe(_cleaner().clean(_md.render(text)))

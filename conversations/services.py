@@ -27,6 +27,7 @@ STOPPED = "Stopped."
 CONNECTION_CLOSED = "The connection closed before the reply was finished."
 CUT_SHORT = "The reply broke off before it was finished."
 LENGTH_LIMIT = "The reply reached its length limit ({limit:,} tokens) and stops there."
+REPLY_STATE = ["content", "status", "error", "usage", "context_omitted", "token_count", "updated_at"]
 # Replies that go back to the model as context: finished ones, and the part of a broken one
 # that the user saw.
 USABLE = (Message.Status.COMPLETE, Message.Status.INTERRUPTED)
@@ -121,11 +122,13 @@ async def reply_stream(*, reply: Message) -> AsyncIterator[str]:
     """Ask the provider for `reply` (a pending assistant message with conversation and model
     loaded) and yield each piece of text as it arrives. Saves the reply when it completes and
     when it breaks: provider error, timeout, stop, or the client going away (cancellation).
-    Does nothing when another request already took the reply."""
+    Asks nothing when another request already took the reply. Either way `reply` ends up
+    holding the reply's state as saved."""
     claimed = await Message.objects.filter(pk=reply.pk, status=Message.Status.PENDING).aupdate(
         status=Message.Status.STREAMING, updated_at=timezone.now()
     )
-    if not claimed:
+    if not claimed:  # another request has it: show what that one has saved so far
+        await reply.arefresh_from_db(fields=REPLY_STATE)
         return
     model = reply.model
     parts: list[str] = []

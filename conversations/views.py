@@ -16,7 +16,6 @@ from conversations.forms import MessageForm
 from conversations.models import STALE_STREAM, Conversation, Message
 
 PAGE = "conversations/chat.html"
-REPLY_STATE = ["content", "status", "error", "usage", "context_omitted", "token_count", "updated_at"]
 
 
 def _page_context(request: HttpRequest, conversation: Conversation | None, form: MessageForm) -> dict:
@@ -136,9 +135,10 @@ async def reply_stream(request: HttpRequest, public_id: UUID, pk: int) -> Stream
         if reply.status == Message.Status.PENDING:
             async for text in services.reply_stream(reply=reply):
                 yield _sse("delta", html.escape(text, quote=False))
-        # Another request may have finished this reply; its fields (not its relations) are re-read.
-        await reply.arefresh_from_db(fields=REPLY_STATE)
-        is_last = not await Message.objects.filter(conversation_id=reply.conversation_id, pk__gt=reply.pk).aexists()
+        # The retry button goes on the last reply only.
+        is_last = reply.status in Message.RETRYABLE and not await Message.objects.filter(
+            conversation_id=reply.conversation_id, pk__gt=reply.pk
+        ).aexists()
         # Markdown, highlighting and cleaning are CPU work: done off the event loop.
         bubble = await sync_to_async(render_to_string, thread_sensitive=False)(
             f"{PAGE}#message", {"conversation": reply.conversation, "message": reply, "is_last": is_last}

@@ -79,3 +79,15 @@ def test_common_markdown_renders():
     assert html.code.text == "code"
     assert [td.text for td in html.find_all("td")] == ["1", "2"]
     assert html.find(["del", "s"]).text == "gone"
+
+
+def test_rendering_in_many_threads_at_once_gives_the_same_html():
+    from concurrent.futures import ThreadPoolExecutor
+
+    texts = [f"# Reply {n}\n\nSee https://example.org/{n} and `code {n}`.\n\n```python\nx = {n}\n```" for n in range(200)]
+    expected = [str(render_markdown(text)) for text in texts]
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        rendered = list(pool.map(lambda text: str(render_markdown(text)), texts))
+
+    assert rendered == expected
