@@ -128,7 +128,8 @@ AXES_USE_ATTEMPT_EXPIRATION = True
 AXES_RESET_ON_SUCCESS = True
 AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
 AXES_LOCKOUT_CALLABLE = "accounts.views.lockout_response"
-AXES_IPWARE_PROXY_COUNT = env.int("AXES_IPWARE_PROXY_COUNT", default=0)
+# The client address is REMOTE_ADDR, which a client cannot forge. Behind a reverse proxy, uvicorn
+# sets it from X-Forwarded-For for the proxies it trusts (--forwarded-allow-ips; README).
 AXES_VERBOSE = False
 
 # Email: the console in development; EMAIL_URL (smtp+tls://user:pass@host:587) in production.

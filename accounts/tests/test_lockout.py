@@ -106,3 +106,19 @@ def test_staff_see_and_clear_a_lockout_in_the_admin(client, user):
 
     assert not AccessAttempt.objects.exists()
     assert attempt(client, user.username, PASSWORD).status_code == 302
+
+
+@pytest.mark.django_db
+def test_a_forged_forwarded_for_header_does_not_dodge_the_address_lockout(client, user):
+    for n in range(5):
+        client.post(
+            LOGIN, {"username": f"guess{n}", "password": "x"}, REMOTE_ADDR="10.7.7.7",
+            HTTP_X_FORWARDED_FOR=f"198.51.100.{n}",
+        )
+
+    response = client.post(
+        LOGIN, {"username": user.username, "password": PASSWORD}, REMOTE_ADDR="10.7.7.7",
+        HTTP_X_FORWARDED_FOR="198.51.100.200",
+    )
+
+    assert response.status_code == 429
