@@ -14,6 +14,7 @@ from aimodels.services import (
     connection_test,
     endpoint_models_list,
     error_describe,
+    reply_pieces,
 )
 from aimodels.tests.conftest import AZURE_KEY, OPENAI_KEY
 from aimodels.tests.factories import AIModelFactory
@@ -37,14 +38,9 @@ def served_by(upstream: FakeUpstream, **traits) -> AIModel:
     return ai_model
 
 
-async def reply_text(ai_model: AIModel, messages=MESSAGES, **kwargs) -> str:
-    client = client_get(model=ai_model)
-    request = chat_request_kwargs(model=ai_model, messages=messages, **kwargs)
-    if not request["stream"]:
-        completion = await client.chat.completions.create(**request)
-        return completion.choices[0].message.content
-    stream = await client.chat.completions.create(**request)
-    return "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+async def reply_text(ai_model: AIModel, messages=MESSAGES) -> str:
+    """The reply as the chat reads it: through reply_pieces, raw stream parsing included."""
+    return "".join([piece.text async for piece in reply_pieces(model=ai_model, messages=messages)])
 
 
 # The exact requests ----------------------------------------------------------------------
@@ -108,7 +104,7 @@ async def test_a_model_without_streaming_asks_for_the_whole_reply(fake_upstream,
     fake_upstream.script(FakeReply(text="All in one go."))
     ai_model = served_by(fake_upstream, supports_streaming=False)
 
-    text = await reply_text(ai_model, stream=True)
+    text = await reply_text(ai_model)
 
     assert text == "All in one go."
     assert fake_upstream.last.body["stream"] is False
@@ -219,9 +215,9 @@ async def test_a_keyless_local_server_gets_no_authorization_header_even_with_ope
 
 
 # Failures in words -------------------------------------------------------------------------
-async def failure_of(ai_model: AIModel, **kwargs) -> ProviderError:
+async def failure_of(ai_model: AIModel) -> ProviderError:
     with pytest.raises(Exception) as raised:
-        await reply_text(ai_model, **kwargs)
+        await reply_text(ai_model)
     return error_describe(error=raised.value, model=ai_model)
 
 
