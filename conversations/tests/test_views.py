@@ -25,6 +25,15 @@ def reply_url(name: str, reply: Message) -> str:
     return reverse(f"conversations:{name}", args=[reply.conversation.public_id, reply.pk])
 
 
+def assert_refused_keeping_the_text(response, reason: str, text: str) -> None:
+    """422 with the reason and the user's text back in the composer; nothing saved."""
+    assert response.status_code == 422
+    body = html.unescape(response.content.decode())
+    assert reason in body
+    assert text in body
+    assert not Message.objects.exists()
+
+
 # Access --------------------------------------------------------------------------------------
 @pytest.mark.django_db
 def test_every_chat_url_needs_login(client, conversation):
@@ -236,10 +245,7 @@ def test_message_that_cannot_fit_the_model_is_refused_before_any_call(signed_in,
 
     response = signed_in.post(send_url(conversation), {"content": text}, headers=HTMX)
 
-    assert response.status_code == 422
-    assert "tokens; fake-gpt accepts at most" in html.unescape(response.content.decode())
-    assert text.strip() in html.unescape(response.content.decode())
-    assert not Message.objects.exists()
+    assert_refused_keeping_the_text(response, "tokens; fake-gpt accepts at most", text.strip())
     assert fake_upstream.requests == []
 
 
@@ -251,11 +257,7 @@ def test_inactive_model_gives_a_clear_message_and_keeps_the_text(signed_in, conv
 
     response = signed_in.post(send_url(conversation), {"content": "are you there?"}, headers=HTMX)
 
-    assert response.status_code == 422
-    body = html.unescape(response.content.decode())
-    assert "fake-gpt is no longer available" in body
-    assert "are you there?" in body
-    assert not Message.objects.exists()
+    assert_refused_keeping_the_text(response, "fake-gpt is no longer available", "are you there?")
 
 
 @pytest.mark.django_db
@@ -266,11 +268,7 @@ def test_model_without_its_key_gives_a_clear_message_and_keeps_the_text(signed_i
 
     response = signed_in.post(send_url(conversation), {"content": "hello?"}, headers=HTMX)
 
-    assert response.status_code == 422
-    body = html.unescape(response.content.decode())
-    assert "its API key is not configured" in body
-    assert "hello?" in body
-    assert not Message.objects.exists()
+    assert_refused_keeping_the_text(response, "its API key is not configured", "hello?")
 
 
 @pytest.mark.django_db
