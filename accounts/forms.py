@@ -4,6 +4,18 @@ from django.contrib.auth.forms import AuthenticationForm, UserCreationForm
 from accounts.models import User
 
 
+def clean_new_email(email: str, user: User | None = None) -> str:
+    """The address, normalised, if no other account uses it (ignoring case)."""
+    email = email.strip().lower()
+    others = User.objects.exclude(pk=user.pk) if user else User.objects.all()
+    if others.filter(email__iexact=email).exists():
+        raise forms.ValidationError(
+            "An account with this email address already exists. Sign in, or reset your password.",
+            code="email_taken",
+        )
+    return email
+
+
 class RegistrationForm(UserCreationForm):
     email = forms.EmailField(
         max_length=254,
@@ -20,13 +32,7 @@ class RegistrationForm(UserCreationForm):
         super().validate_password_for_user(user, password_field_name="password1")
 
     def clean_email(self) -> str:
-        email = self.cleaned_data["email"].strip().lower()
-        if User.objects.filter(email__iexact=email).exists():
-            raise forms.ValidationError(
-                "An account with this email address already exists. Sign in, or reset your password.",
-                code="email_taken",
-            )
-        return email
+        return clean_new_email(self.cleaned_data["email"])
 
 
 class LoginForm(AuthenticationForm):
@@ -34,3 +40,18 @@ class LoginForm(AuthenticationForm):
         **AuthenticationForm.error_messages,
         "invalid_login": "That username and password don't match an account. Both are case-sensitive.",
     }
+
+
+class EmailChangeForm(forms.ModelForm):
+    """An unverified user correcting the address the link went to."""
+
+    class Meta:
+        model = User
+        fields = ("email",)
+        labels = {"email": "Use another address"}
+
+    def clean_email(self) -> str:
+        email = clean_new_email(self.cleaned_data["email"], self.instance)
+        if email == self.instance.email:
+            raise forms.ValidationError("That is the address we already sent the link to.", code="unchanged")
+        return email

@@ -27,6 +27,7 @@ urlpatterns = [
     path("register/", views.register, name="register"),
     path("verify/", views.verify_email_pending, name="verify_email_pending"),
     path("verify/resend/", views.verify_email_resend, name="verify_email_resend"),
+    path("verify/email/", views.verify_email_change, name="verify_email_change"),
     path("verify/<str:token>/", views.verify_email_confirm, name="verify_email_confirm"),
     path("profile/", views.profile, name="profile"),
 ]

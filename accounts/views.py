@@ -9,7 +9,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from accounts import services
-from accounts.forms import LoginForm, RegistrationForm
+from accounts.forms import EmailChangeForm, LoginForm, RegistrationForm
 from accounts.middleware import verification_not_required
 from accounts.models import User
 
@@ -32,15 +32,39 @@ def register(request: HttpRequest) -> HttpResponse:
     return render(request, "accounts/register.html", {"form": form})
 
 
+def _pending_page(request: HttpRequest, email_form: EmailChangeForm, status: int = 200) -> HttpResponse:
+    context = {"wait_seconds": request.user.seconds_until_resend(), "email_form": email_form}
+    return render(request, "accounts/verify_email_pending.html", context, status=status)
+
+
 @verification_not_required
 def verify_email_pending(request: HttpRequest) -> HttpResponse:
     if not request.user.needs_verification:
         return redirect(settings.LOGIN_REDIRECT_URL)
-    return render(
-        request,
-        "accounts/verify_email_pending.html",
-        {"wait_seconds": request.user.seconds_until_resend()},
-    )
+    return _pending_page(request, EmailChangeForm())
+
+
+@require_POST
+@verification_not_required
+def verify_email_change(request: HttpRequest) -> HttpResponse:
+    """Correct a mistyped address and send the link there. Sending is rate-limited like a
+    resend; an address change that cannot send now saves nothing."""
+    if not request.user.needs_verification:
+        return redirect(settings.LOGIN_REDIRECT_URL)
+    form = EmailChangeForm(request.POST, instance=User.objects.get(pk=request.user.pk))
+    if form.is_valid():
+        with transaction.atomic():
+            if form.instance.claim_verification_send():
+                user = form.save()
+                transaction.on_commit(lambda: services.verification_email_send(user=user, request=request))
+                messages.success(request, f"We sent a new link to {user.email}.")
+                return redirect("accounts:verify_email_pending")
+        form.add_error(
+            "email",
+            f"A link was sent moments ago. You can change the address in {request.user.seconds_until_resend()} "
+            "seconds.",
+        )
+    return _pending_page(request, form, status=422)
 
 
 @require_POST

@@ -222,3 +222,75 @@ def test_createsuperuser_counts_as_verified():
     call_command("createsuperuser", username="root", email="root@example.com", interactive=False, verbosity=0)
 
     assert User.objects.get(username="root").email_verified
+
+
+CHANGE = reverse("accounts:verify_email_change")
+
+
+@pytest.mark.django_db
+def test_a_mistyped_address_can_be_corrected_and_the_link_goes_there(
+    client, unverified_user, django_capture_on_commit_callbacks
+):
+    old_link = unverified_user.make_verification_token()
+    client.force_login(unverified_user)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(CHANGE, {"email": "Right@Example.com"})
+
+    assert response["Location"] == PENDING
+    unverified_user.refresh_from_db()
+    assert unverified_user.email == "right@example.com"
+    assert [m.to for m in mail.outbox] == [["right@example.com"]]
+    assert client.get(confirm_url(old_link)).status_code == 400  # the old address's link is dead
+    new_link = re.search(r"http://testserver(/accounts/verify/\S+/)", mail.outbox[0].body).group(1)
+    client.get(new_link)
+    unverified_user.refresh_from_db()
+    assert unverified_user.email_verified
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "email, error",
+    [
+        ("taken@example.com", "An account with this email address already exists"),
+        ("not-an-address", "Enter a valid email address."),
+        ("", "This field is required."),
+    ],
+)
+def test_a_bad_new_address_is_refused_beside_the_field(client, unverified_user, email, error):
+    UserFactory(email="taken@example.com")
+    before = unverified_user.email
+    client.force_login(unverified_user)
+
+    response = client.post(CHANGE, {"email": email})
+
+    assert response.status_code == 422
+    assert error in " ".join(response.context["email_form"].errors["email"])
+    unverified_user.refresh_from_db()
+    assert unverified_user.email == before
+    assert mail.outbox == []
+
+
+@pytest.mark.django_db
+def test_changing_the_address_is_rate_limited_like_a_resend(client, unverified_user):
+    client.force_login(unverified_user)
+    client.post(RESEND)
+
+    response = client.post(CHANGE, {"email": "other@example.com"})
+
+    assert response.status_code == 422
+    assert "A link was sent moments ago" in " ".join(response.context["email_form"].errors["email"])
+    unverified_user.refresh_from_db()
+    assert unverified_user.email != "other@example.com"
+    assert len(mail.outbox) == 1
+
+
+@pytest.mark.django_db
+def test_a_verified_user_cannot_use_the_address_change(client, user):
+    client.force_login(user)
+
+    response = client.post(CHANGE, {"email": "elsewhere@example.com"})
+
+    assert response["Location"] == reverse("conversations:index")
+    user.refresh_from_db()
+    assert user.email != "elsewhere@example.com"
