@@ -21,6 +21,21 @@ REPLY = (
 )
 
 
+@pytest.fixture
+def browser_user(user):
+    # The server process knows the production hashers only (tests hash with MD5 for speed).
+    user.password = PBKDF2PasswordHasher().encode(PASSWORD, PBKDF2PasswordHasher().salt())
+    user.save()
+    return user
+
+
+def log_in(page: Page, server, user) -> None:
+    page.goto(f"{server.url}/accounts/login/")
+    page.get_by_label(re.compile(r"^Username")).fill(user.username)
+    page.get_by_label(re.compile(r"^Password")).fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _orm_beside_playwright():
     # Playwright's sync API runs an event loop in this thread; the ORM calls of the test and
@@ -30,20 +45,15 @@ def _orm_beside_playwright():
         yield
 
 
-def test_send_and_watch_the_reply_stream_in(page: Page, asgi_server, user, chat_model, fake_upstream, tmp_path):
+def test_send_and_watch_the_reply_stream_in(page: Page, asgi_server, browser_user, chat_model, fake_upstream, tmp_path):
+    user = browser_user
     fake_upstream.script(FakeReply(text=REPLY, delay=0.12))
-    # The server process knows the production hashers only (tests hash with MD5 for speed).
-    user.password = PBKDF2PasswordHasher().encode(PASSWORD, PBKDF2PasswordHasher().salt())
-    user.save()
     dialogs = []
     page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
     errors = []
     page.on("console", lambda m: m.type == "error" and errors.append(m.text))
 
-    page.goto(f"{asgi_server.url}/")
-    page.get_by_label(re.compile(r"^Username")).fill(user.username)
-    page.get_by_label(re.compile(r"^Password")).fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
+    log_in(page, asgi_server, user)
     expect(page.get_by_role("heading", name=f"Hello, {user.username}")).to_be_visible()
 
     page.get_by_label("Message").fill("   ")  # blank: the browser's own check lets it through
@@ -77,3 +87,26 @@ def test_send_and_watch_the_reply_stream_in(page: Page, asgi_server, user, chat_
     page.reload()
     expect(page.locator("article.bubble")).to_have_count(2)
     expect(page.locator("article.bubble.assistant pre.highlight")).to_be_visible()
+
+
+def test_stop_then_retry_in_the_browser(page: Page, asgi_server, browser_user, chat_model, fake_upstream):
+    fake_upstream.script(
+        FakeReply(text=" ".join(f"word{n}" for n in range(200)), delay=0.05),
+        FakeReply(text="A fresh **answer**."),
+    )
+    log_in(page, asgi_server, browser_user)
+
+    page.get_by_label("Message").fill("Talk for a while")
+    page.keyboard.press("Enter")
+    expect(page.locator("article.bubble.assistant .stream .content")).to_contain_text("word3")
+    page.get_by_role("button", name="Stop").click()
+
+    stopped = page.locator("article.bubble.assistant.status-interrupted")
+    expect(stopped).to_be_visible(timeout=10_000)
+    expect(stopped.locator(".problem")).to_have_text("Stopped.")
+    expect(stopped).to_contain_text("word0 word1 word2 word3")
+
+    stopped.get_by_role("button", name="Retry").click()
+    final = page.locator("article.bubble.assistant.status-complete")
+    expect(final.locator("strong")).to_have_text("answer", timeout=10_000)
+    expect(page.locator("article.bubble")).to_have_count(2)
