@@ -56,13 +56,12 @@ class MessageForm(forms.Form):
 
     def _check_fits(self, model: AIModel, content: str) -> None:
         encoding = tokens.encoding_for(model.deployment_name)
-        needed = tokens.message_tokens(role="user", content=content, encoding=encoding)
-        system = self.conversation.system_prompt if self.conversation else ""
-        system_tokens = tokens.message_tokens(role="system", content=system, encoding=encoding) if system else 0
+        # Counted once here; save() stores this count on the message.
+        self.token_count = tokens.message_tokens(role="user", content=content, encoding=encoding)
         try:
             select_context(
-                system_tokens=system_tokens,
-                history=[(None, needed)],
+                system_tokens=self.conversation.system_prompt_tokens if self.conversation else 0,
+                history=[(None, self.token_count)],
                 context_window=model.context_window,
                 max_completion_tokens=model.max_completion_tokens,
                 margin=DEFAULT_MARGIN,
@@ -86,7 +85,9 @@ class MessageForm(forms.Form):
             self.conversation = conversation
         else:
             conversation.save(update_fields=["updated_at"])
-        question = Message.objects.create(conversation=conversation, role=Message.Role.USER, content=content)
+        question = Message.objects.create(
+            conversation=conversation, role=Message.Role.USER, content=content, token_count=self.token_count
+        )
         reply = Message.objects.create(
             conversation=conversation,
             role=Message.Role.ASSISTANT,

@@ -24,6 +24,9 @@ class Conversation(models.Model):
     title = models.CharField(max_length=200, blank=True)
     model = models.ForeignKey("aimodels.AIModel", on_delete=models.PROTECT, related_name="conversations")
     system_prompt = models.TextField(blank=True, max_length=8000)
+    system_prompt_tokens = models.PositiveIntegerField(
+        default=0, editable=False, help_text="Tokens of the system prompt as a message, counted when it is saved."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -35,6 +38,20 @@ class Conversation(models.Model):
 
     def __str__(self) -> str:
         return self.title or "New conversation"
+
+    def save(self, *args, **kwargs) -> None:
+        update_fields = kwargs.get("update_fields")
+        if update_fields is None or "system_prompt" in update_fields:
+            self.system_prompt_tokens = self.count_system_prompt()
+            if update_fields is not None:
+                kwargs["update_fields"] = {*update_fields, "system_prompt_tokens"}
+        super().save(*args, **kwargs)
+
+    def count_system_prompt(self) -> int:
+        if not self.system_prompt:
+            return 0
+        encoding = tokens.encoding_for(self.model.deployment_name)
+        return tokens.message_tokens(role="system", content=self.system_prompt, encoding=encoding)
 
     def get_absolute_url(self) -> str:
         return reverse("conversations:detail", kwargs={"public_id": self.public_id})

@@ -15,7 +15,6 @@ from django.utils import timezone
 
 from aimodels.models import AIModel
 from aimodels.services import ProviderError, error_describe, reply_pieces
-from conversations import tokens
 from conversations.context import DEFAULT_MARGIN, ContextTooLong, select_context
 from conversations.models import Message
 
@@ -43,7 +42,8 @@ class ModelUnusable(Exception):
 
 async def context_build(*, reply: Message, model: AIModel) -> tuple[list[dict[str, str]], int]:
     """The messages to send for `reply` and how many older ones were left out. Chooses from the
-    stored token counts (one query), then loads the text of the kept messages only (another)."""
+    stored token counts (one query), then loads the text of the kept messages only (another).
+    Nothing is tokenized here, in the event loop."""
     sent_before = Q(role=Message.Role.USER) | Q(role=Message.Role.ASSISTANT, status__in=USABLE)
     history = [
         (pk, count or 0)
@@ -52,12 +52,8 @@ async def context_build(*, reply: Message, model: AIModel) -> tuple[list[dict[st
         .values_list("pk", "token_count")
     ]
     system_prompt = reply.conversation.system_prompt
-    system_tokens = 0
-    if system_prompt:
-        encoding = tokens.encoding_for(model.deployment_name)
-        system_tokens = tokens.message_tokens(role="system", content=system_prompt, encoding=encoding)
     plan = select_context(
-        system_tokens=system_tokens,
+        system_tokens=reply.conversation.system_prompt_tokens,
         history=history,
         context_window=model.context_window,
         max_completion_tokens=model.max_completion_tokens,

@@ -78,3 +78,15 @@ def test_a_model_in_use_cannot_be_deleted(conversation):
     conversation.model.is_default = False
     with pytest.raises(ProtectedError, match="1 conversation uses it"):
         conversation.model.delete()
+
+
+@pytest.mark.django_db
+def test_the_system_prompt_is_counted_when_saved_not_per_turn(conversation, monkeypatch):
+    conversation.system_prompt = "You are terse."
+    conversation.save(update_fields=["system_prompt"])
+
+    encoding = tokens.encoding_for("gpt-4o-mini")
+    counted = tokens.message_tokens(role="system", content="You are terse.", encoding=encoding)
+    assert Conversation.objects.get(pk=conversation.pk).system_prompt_tokens == counted
+    monkeypatch.setattr(Conversation, "count_system_prompt", lambda self: pytest.fail("re-tokenized"))
+    conversation.save(update_fields=["updated_at"])  # every new message does this
