@@ -5,6 +5,10 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
 WORKERS ?= 1
+# The client's address is the connection's own: forwarded headers are trusted only from the
+# reverse proxies named here (comma-separated addresses), e.g. make run FORWARDED_ALLOW_IPS=10.0.0.5
+FORWARDED_ALLOW_IPS ?=
+PROXY_FLAGS = $(if $(strip $(FORWARDED_ALLOW_IPS)),--proxy-headers --forwarded-allow-ips=$(FORWARDED_ALLOW_IPS),--no-proxy-headers)
 
 # The first interpreter found that is Python 3.12 or newer (Django 6.1 needs it).
 # .python-version names 3.12 for pyenv; PYTHON=/path/to/python3.x overrides the search.
@@ -23,7 +27,7 @@ run: setup
 	@echo "  chatter is running at http://$(HOST):$(PORT)/"
 	@echo "  First admin: run '$(PY) manage.py createsuperuser' (or 'make admin') in another terminal."
 	@echo ""
-	$(VENV)/bin/uvicorn chatter.asgi:application --host $(HOST) --port $(PORT) --workers $(WORKERS) --lifespan off --no-access-log
+	$(VENV)/bin/uvicorn chatter.asgi:application --host $(HOST) --port $(PORT) --workers $(WORKERS) $(PROXY_FLAGS) --lifespan off --no-access-log
 
 admin: setup
 	$(PY) manage.py createsuperuser

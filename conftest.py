@@ -26,6 +26,32 @@ def _unhashed_static_files(settings):
     }
 
 
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    # Rate-limit counters live in the cache: each test starts with none.
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture(autouse=True)
+def _tasks_run_at_once(settings):
+    # Emails are tasks; in tests they run inside enqueue() so mail.outbox holds them at once.
+    # Tests of what stays off the request path use the `queued_tasks` fixture instead.
+    settings.TASKS = {"default": {"BACKEND": "django.tasks.backends.immediate.ImmediateBackend"}}
+
+
+@pytest.fixture
+def queued_tasks(settings):
+    """Tasks are recorded, not run: the DummyBackend's list of enqueued results."""
+    from django.tasks import default_task_backend
+
+    settings.TASKS = {"default": {"BACKEND": "django.tasks.backends.dummy.DummyBackend"}}
+    return default_task_backend.results
+
+
 @pytest.fixture
 def user(db):
     from accounts.tests.factories import UserFactory

@@ -1,22 +1,18 @@
 from django import forms
 from django.contrib.auth.forms import AuthenticationForm, UserCreationForm
+from django.contrib.auth.hashers import make_password
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
 
 from accounts.models import User
 
-
-def clean_new_email(email: str, user: User | None = None) -> str:
-    """The address, normalised, if no other account uses it (ignoring case)."""
-    email = email.strip().lower()
-    others = User.objects.exclude(pk=user.pk) if user else User.objects.all()
-    if others.filter(email__iexact=email).exists():
-        raise forms.ValidationError(
-            "An account with this email address already exists. Sign in, or reset your password.",
-            code="email_taken",
-        )
-    return email
+EMAIL_TAKEN = "An account with this email address already exists. Sign in, or reset your password."
 
 
 class RegistrationForm(UserCreationForm):
+    """A new account. Whether the address already has one is never said here (the view emails
+    that address's owner instead, when verification is on): only a taken username is."""
+
     email = forms.EmailField(
         max_length=254,
         help_text="We send a link to this address to confirm it is yours.",
@@ -32,7 +28,26 @@ class RegistrationForm(UserCreationForm):
         super().validate_password_for_user(user, password_field_name="password1")
 
     def clean_email(self) -> str:
-        return clean_new_email(self.cleaned_data["email"])
+        return self.cleaned_data["email"].strip().lower()
+
+    def validate_constraints(self) -> None:
+        # The case-insensitive unique address is checked by save(), silently.
+        try:
+            self.instance.validate_constraints(exclude=self._get_validation_exclusions() | {"email"})
+        except ValidationError as error:
+            self._update_errors(error)
+
+    def save(self, commit: bool = True) -> User | None:
+        """The new account, or None when its address already has one. The password is hashed
+        either way, so both take as long."""
+        if User.objects.email_taken(self.cleaned_data["email"]):
+            make_password(self.cleaned_data["password1"])
+            return None
+        try:
+            with transaction.atomic():
+                return super().save(commit=commit)
+        except IntegrityError:  # taken by a sign-up running at the same moment
+            return None
 
 
 class LoginForm(AuthenticationForm):
@@ -42,16 +57,20 @@ class LoginForm(AuthenticationForm):
     }
 
 
-class EmailChangeForm(forms.ModelForm):
-    """An unverified user correcting the address the link went to."""
+class EmailChangeForm(forms.Form):
+    """An unverified user correcting the address the link went to. Whether another account has
+    that address is never said (its owner gets a notice instead of a link)."""
 
-    class Meta:
-        model = User
-        fields = ("email",)
-        labels = {"email": "Use another address"}
+    email = forms.EmailField(
+        label="Use another address", max_length=254, widget=forms.EmailInput(attrs={"autocomplete": "email"})
+    )
+
+    def __init__(self, *args, user: User, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.user = user
 
     def clean_email(self) -> str:
-        email = clean_new_email(self.cleaned_data["email"], self.instance)
-        if email == self.instance.email:
+        email = self.cleaned_data["email"].strip().lower()
+        if email == self.user.address_to_verify.lower():
             raise forms.ValidationError("That is the address we already sent the link to.", code="unchanged")
         return email

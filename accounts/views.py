@@ -2,34 +2,80 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_not_required
+from django.contrib.auth.forms import PasswordResetForm
 from django.core import signing
-from django.db import transaction
+from django.db import IntegrityError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from accounts import services
-from accounts.forms import EmailChangeForm, LoginForm, RegistrationForm
+from accounts import limits, tasks
+from accounts.forms import EMAIL_TAKEN, EmailChangeForm, LoginForm, RegistrationForm
 from accounts.middleware import verification_not_required
 from accounts.models import User
 
+SIGNUP_ADDRESS = "accounts.signup_address"  # session key: where the sign-up's email went
+
+
+def _link_send(request: HttpRequest, user: User) -> None:
+    """Email the address `user` is verifying: the link, or, when another account has that
+    address, a notice to its owner instead. The page says the same either way."""
+    base_url = request.build_absolute_uri("/")
+    if User.objects.email_taken(user.address_to_verify, besides=user):
+        tasks.address_taken_notice_send.enqueue(address=user.address_to_verify, base_url=base_url)
+    else:
+        tasks.verification_email_send.enqueue(user_id=user.pk, base_url=base_url)
+
 
 @login_not_required
+@limits.actions_per_ip
 def register(request: HttpRequest) -> HttpResponse:
     if request.user.is_authenticated:
         return redirect(settings.LOGIN_REDIRECT_URL)
     form = RegistrationForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        with transaction.atomic():
-            user = form.save()
-            if settings.EMAIL_VERIFICATION_REQUIRED and user.claim_verification_send():
-                transaction.on_commit(
-                    lambda: services.verification_email_send(user=user, request=request)
-                )
-        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
-        messages.success(request, f"Welcome to chatter, {user.username}.")
-        return redirect(settings.LOGIN_REDIRECT_URL)
+        address = form.cleaned_data["email"]
+        if not settings.EMAIL_VERIFICATION_REQUIRED:
+            # Without verification no email is sent, so a taken address can only be said.
+            if user := form.save():
+                login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+                messages.success(request, f"Welcome to chatter, {user.username}.")
+                return redirect(settings.LOGIN_REDIRECT_URL)
+            form.add_error("email", EMAIL_TAKEN)
+        elif refused := limits.emails_to(request, address):
+            return refused
+        else:
+            if user := form.save():
+                user.claim_verification_send()
+                tasks.verification_email_send.enqueue(user_id=user.pk, base_url=request.build_absolute_uri("/"))
+            else:
+                tasks.address_taken_notice_send.enqueue(address=address, base_url=request.build_absolute_uri("/"))
+            request.session[SIGNUP_ADDRESS] = address
+            return redirect("accounts:register_done")
     return render(request, "accounts/register.html", {"form": form})
+
+
+@login_not_required
+def register_done(request: HttpRequest) -> HttpResponse:
+    address = request.session.get(SIGNUP_ADDRESS)
+    if address is None:
+        return redirect("accounts:register")
+    return render(request, "accounts/register_done.html", {"address": address})
+
+
+@login_not_required
+@limits.actions_per_ip
+def password_reset(request: HttpRequest) -> HttpResponse:
+    """Django's password reset, with the email sent by a task: the request does the same work
+    whether or not the address has an account."""
+    form = PasswordResetForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        address = form.cleaned_data["email"]
+        if refused := limits.emails_to(request, address):
+            return refused
+        tasks.password_reset_email_send.enqueue(email=address, domain=request.get_host(), use_https=request.is_secure())
+        return redirect("password_reset_done")
+    return render(request, "registration/password_reset_form.html", {"form": form, "title": "Password reset"})
 
 
 def _pending_page(request: HttpRequest, email_form: EmailChangeForm, status: int = 200) -> HttpResponse:
@@ -41,47 +87,53 @@ def _pending_page(request: HttpRequest, email_form: EmailChangeForm, status: int
 def verify_email_pending(request: HttpRequest) -> HttpResponse:
     if not request.user.needs_verification:
         return redirect(settings.LOGIN_REDIRECT_URL)
-    return _pending_page(request, EmailChangeForm())
+    return _pending_page(request, EmailChangeForm(user=request.user))
 
 
 @require_POST
 @verification_not_required
+@limits.actions_per_ip
 def verify_email_change(request: HttpRequest) -> HttpResponse:
     """Correct a mistyped address and send the link there. Sending is rate-limited like a
     resend; an address change that cannot send now saves nothing."""
-    if not request.user.needs_verification:
+    user = request.user
+    if not user.needs_verification:
         return redirect(settings.LOGIN_REDIRECT_URL)
-    form = EmailChangeForm(request.POST, instance=User.objects.get(pk=request.user.pk))
+    form = EmailChangeForm(request.POST, user=user)
     if form.is_valid():
-        with transaction.atomic():
-            if form.instance.claim_verification_send():
-                user = form.save()
-                transaction.on_commit(lambda: services.verification_email_send(user=user, request=request))
-                messages.success(request, f"We sent a new link to {user.email}.")
-                return redirect("accounts:verify_email_pending")
-        form.add_error(
-            "email",
-            f"A link was sent moments ago. You can change the address in {request.user.seconds_until_resend()} "
-            "seconds.",
-        )
+        address = form.cleaned_data["email"]
+        if not user.claim_verification_send():
+            form.add_error(
+                "email",
+                f"A link was sent moments ago. You can change the address in {user.seconds_until_resend()} seconds.",
+            )
+        elif refused := limits.emails_to(request, address):
+            return refused
+        else:
+            user.switch_address(address)
+            _link_send(request, user)
+            messages.success(request, f"We sent a new link to {address}.")
+            return redirect("accounts:verify_email_pending")
     return _pending_page(request, form, status=422)
 
 
 @require_POST
 @verification_not_required
+@limits.actions_per_ip
 def verify_email_resend(request: HttpRequest) -> HttpResponse:
     user = request.user
     if not user.needs_verification:
         return redirect(settings.LOGIN_REDIRECT_URL)
-    if user.claim_verification_send():
-        services.verification_email_send(user=user, request=request)
-        messages.success(request, f"We sent a new link to {user.email}.")
-    else:
+    if not user.claim_verification_send():
         messages.error(
             request,
-            f"A link was sent moments ago. You can ask for another in "
-            f"{user.seconds_until_resend()} seconds.",
+            f"A link was sent moments ago. You can ask for another in {user.seconds_until_resend()} seconds.",
         )
+    elif refused := limits.emails_to(request, user.address_to_verify):
+        return refused
+    else:
+        _link_send(request, user)
+        messages.success(request, f"We sent a new link to {user.address_to_verify}.")
     return redirect("accounts:verify_email_pending")
 
 
@@ -95,7 +147,10 @@ def verify_email_confirm(request: HttpRequest, token: str) -> HttpResponse:
     except (signing.BadSignature, User.DoesNotExist, KeyError, TypeError):
         problem = "invalid"
     else:
-        user.mark_email_verified()
+        try:
+            user.mark_email_verified()
+        except IntegrityError:  # another account took the new address since the link was sent
+            return render(request, "accounts/verify_email_failed.html", {"problem": "taken"}, status=409)
         messages.success(request, f"Thanks, {user.email} is confirmed.")
         if request.user.is_authenticated and request.user.pk == user.pk:
             return redirect(settings.LOGIN_REDIRECT_URL)

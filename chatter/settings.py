@@ -33,6 +33,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_htmx",
     "axes",
+    "django_tasks_db",
 ]
 
 # Every middleware here is async-capable, so an async view runs without a thread hop
@@ -118,19 +119,41 @@ EMAIL_VERIFICATION_REQUIRED = env.bool("EMAIL_VERIFICATION_REQUIRED", default=Tr
 EMAIL_VERIFICATION_MAX_AGE = env.int("EMAIL_VERIFICATION_MAX_AGE", default=60 * 60 * 48)
 EMAIL_VERIFICATION_RESEND_SECONDS = env.int("EMAIL_VERIFICATION_RESEND_SECONDS", default=60)
 
-# Login lockout (django-axes): AXES_FAILURE_LIMIT failures for one username, or from one
-# address, within AXES_COOLOFF_MINUTES lock further attempts out for AXES_COOLOFF_MINUTES.
+# Login lockout (django-axes): AXES_FAILURE_LIMIT failures for one username within
+# AXES_COOLOFF_MINUTES lock that username out for AXES_COOLOFF_MINUTES. An address is locked
+# only when failures for AXES_IP_USERNAME_LIMIT different usernames come from it in that time
+# (someone trying many accounts), so one mistyping colleague never locks out an office behind
+# one NAT address (accounts.lockout.LockoutHandler).
 AXES_ENABLED = env.bool("AXES_ENABLED", default=True)
 AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_IP_USERNAME_LIMIT = env.int("AXES_IP_USERNAME_LIMIT", default=20)
 AXES_COOLOFF_TIME = timedelta(minutes=env.int("AXES_COOLOFF_MINUTES", default=15))
-AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_LOCKOUT_PARAMETERS = ["username"]
+AXES_HANDLER = "accounts.lockout.LockoutHandler"
 AXES_USE_ATTEMPT_EXPIRATION = True
 AXES_RESET_ON_SUCCESS = True
 AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
 AXES_LOCKOUT_CALLABLE = "accounts.views.lockout_response"
-# The client address is REMOTE_ADDR, which a client cannot forge. Behind a reverse proxy, uvicorn
-# sets it from X-Forwarded-For for the proxies it trusts (--forwarded-allow-ips; README).
+# The client address is REMOTE_ADDR, which a client cannot forge: `make run` trusts no
+# forwarded headers. Behind a reverse proxy, FORWARDED_ALLOW_IPS names the proxy, and uvicorn
+# then takes the client's address from its X-Forwarded-For (README, "Behind a proxy").
 AXES_VERBOSE = False
+
+# Rate limits on account actions that send email or probe for accounts (django-ratelimit, on
+# the default cache: set CACHE_URL to a shared cache such as Redis when running several
+# workers). Rates are "COUNT/PERIOD" with PERIOD s, m, h or d ("5/h", "20/15m").
+# Emails chatter sends to one address (verification links, password resets, notices):
+RATE_LIMIT_EMAILS_PER_ADDRESS = env.str("RATE_LIMIT_EMAILS_PER_ADDRESS", default="5/h")
+# Sign-ups, password resets, new links and address changes asked for from one client address:
+RATE_LIMIT_ACTIONS_PER_IP = env.str("RATE_LIMIT_ACTIONS_PER_IP", default="20/h")
+RATELIMIT_ENABLE = env.bool("RATELIMIT_ENABLE", default=True)
+RATELIMIT_USE_CACHE = "default"
+
+# Background work (emails leave off the request path, so a request takes the same time
+# whatever it sends): Django's tasks framework. The default runs tasks in a thread pool in
+# the web process (nothing to install; `make run`). To scale out, use the database backend
+# and run workers: TASKS_BACKEND=django_tasks_db.DatabaseBackend and `manage.py db_worker`.
+TASKS = {"default": {"BACKEND": env.str("TASKS_BACKEND", default="django_tasks_local.ThreadPoolBackend")}}
 
 # Email: the console in development; EMAIL_URL (smtp+tls://user:pass@host:587) in production.
 # Django 6.1 configures mail through MAILERS.

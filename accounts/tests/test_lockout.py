@@ -50,12 +50,38 @@ def test_five_failures_for_a_username_lock_it_even_with_the_right_password(clien
 
 
 @pytest.mark.django_db
-def test_five_failures_from_one_address_lock_that_address(client, user):
-    for n in range(5):
+def test_failures_for_many_usernames_from_one_address_lock_that_address(client, user, settings):
+    for n in range(settings.AXES_IP_USERNAME_LIMIT):
         attempt(client, f"nobody{n}", ip="10.9.9.9")
 
     assert attempt(client, user.username, PASSWORD, ip="10.9.9.9").status_code == 429
     assert attempt(client, user.username, PASSWORD, ip="10.0.0.3").status_code == 302
+
+
+@pytest.mark.django_db
+def test_failures_for_fewer_usernames_leave_the_address_open(client, user, settings):
+    for n in range(settings.AXES_IP_USERNAME_LIMIT - 1):
+        attempt(client, f"nobody{n}", ip="10.9.9.9")
+
+    assert attempt(client, user.username, PASSWORD, ip="10.9.9.9").status_code == 302
+
+
+@pytest.mark.django_db
+def test_one_locked_username_does_not_lock_out_others_behind_the_same_address(client, user):
+    colleague = UserFactory()
+    fail(client, colleague.username, 5, ip="192.0.2.10")  # an office behind one NAT address
+
+    assert attempt(client, colleague.username, PASSWORD, ip="192.0.2.10").status_code == 429
+    assert attempt(client, user.username, PASSWORD, ip="192.0.2.10").status_code == 302
+
+
+@pytest.mark.django_db
+def test_the_address_limit_is_a_setting(client, user, settings):
+    settings.AXES_IP_USERNAME_LIMIT = 3
+    for n in range(3):
+        attempt(client, f"nobody{n}", ip="10.9.9.9")
+
+    assert attempt(client, user.username, PASSWORD, ip="10.9.9.9").status_code == 429
 
 
 @pytest.mark.django_db
@@ -109,8 +135,8 @@ def test_staff_see_and_clear_a_lockout_in_the_admin(client, user):
 
 
 @pytest.mark.django_db
-def test_a_forged_forwarded_for_header_does_not_dodge_the_address_lockout(client, user):
-    for n in range(5):
+def test_a_forged_forwarded_for_header_does_not_dodge_the_address_lockout(client, user, settings):
+    for n in range(settings.AXES_IP_USERNAME_LIMIT):
         client.post(
             LOGIN, {"username": f"guess{n}", "password": "x"}, REMOTE_ADDR="10.7.7.7",
             HTTP_X_FORWARDED_FOR=f"198.51.100.{n}",

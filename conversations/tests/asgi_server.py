@@ -30,14 +30,16 @@ def free_port() -> int:
 
 
 class AsgiServer:
-    def __init__(self, *, env: dict[str, str]) -> None:
+    def __init__(self, *, env: dict[str, str], options: list[str] | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = env
+        self.options = options or ["--lifespan", "off", "--log-level", "warning", "--no-access-log"]
         self.process: subprocess.Popen | None = None
 
     @classmethod
-    def for_test_database(cls, *, secret_key: str) -> "AsgiServer":
+    def for_test_database(cls, *, secret_key: str, options: list[str] | None = None) -> "AsgiServer":
+        """Served on the test database; `options`: uvicorn's, instead of the quiet defaults."""
         env = {
             **os.environ,
             "CHATTER_ENV_FILE": os.devnull,
@@ -48,12 +50,12 @@ class AsgiServer:
             "LLM_MAX_RETRIES": "0",
         }
         env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-        return cls(env=env)
+        return cls(env=env, options=options)
 
     def __enter__(self) -> "AsgiServer":
         self.process = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "chatter.asgi:application", "--host", "127.0.0.1",
-             "--port", str(self.port), "--lifespan", "off", "--log-level", "warning", "--no-access-log"],
+             "--port", str(self.port), *self.options],
             cwd=BASE_DIR, env=self.env,
         )
         deadline = time.monotonic() + 30

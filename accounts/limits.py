@@ -1,0 +1,55 @@
+"""Rate limits on account actions (django-ratelimit counters in the default cache).
+
+Two allowances, both settings: RATE_LIMIT_ACTIONS_PER_IP counts every sign-up, password reset,
+new link and address change asked for from one client address; RATE_LIMIT_EMAILS_PER_ADDRESS
+counts the emails those actions would send to one address, whether or not it has an account
+(so the answer says nothing about accounts). Past either, the client gets a 429 page.
+"""
+
+from collections.abc import Callable
+from functools import wraps
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django_ratelimit.core import get_usage
+
+ACTIONS = "accounts.actions-per-ip"
+EMAILS = "accounts.emails-per-address"
+
+
+def _used_up(request: HttpRequest, *, group: str, rate: str, key: Callable) -> int | None:
+    """Count this request; the seconds until the allowance renews when it is used up, else None."""
+    usage = get_usage(request, group=group, key=key, rate=rate, increment=True)
+    if usage is None or not usage["should_limit"]:
+        return None
+    return max(usage["time_left"], 1)
+
+
+def refusal(request: HttpRequest, seconds: int) -> HttpResponse:
+    minutes = max(1, -(-seconds // 60))
+    response = render(request, "accounts/rate_limited.html", {"minutes": minutes}, status=429)
+    response["Retry-After"] = str(seconds)
+    return response
+
+
+def emails_to(request: HttpRequest, address: str) -> HttpResponse | None:
+    """A 429 page when `address` has been sent too many emails lately, else None (and counted)."""
+    seconds = _used_up(
+        request, group=EMAILS, rate=settings.RATE_LIMIT_EMAILS_PER_ADDRESS, key=lambda group, r: address.lower()
+    )
+    return refusal(request, seconds) if seconds else None
+
+
+def actions_per_ip(view: Callable) -> Callable:
+    """Each POST to the view counts against the client address's allowance of account actions."""
+
+    @wraps(view)
+    def wrapped(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        if request.method == "POST":
+            seconds = _used_up(request, group=ACTIONS, rate=settings.RATE_LIMIT_ACTIONS_PER_IP, key="ip")
+            if seconds:
+                return refusal(request, seconds)
+        return view(request, *args, **kwargs)
+
+    return wrapped
