@@ -1,7 +1,7 @@
-"""The emails of account actions, sent as tasks (Django's tasks framework), off the request path:
-a request takes as long whether or not it sends anything, so its timing says nothing about
-which addresses have accounts. Arguments are plain values (ids, addresses, the site's base URL),
-so any task backend can carry them."""
+"""The emails of account actions, sent as tasks (Django's tasks framework), off the request path
+and queued only once the response has gone (enqueue_after): a request takes as long whether or
+not it sends anything, so its timing says nothing about which addresses have accounts.
+Arguments are plain values (ids, addresses, the site's base URL), so any backend carries them."""
 
 import logging
 from functools import wraps
@@ -11,13 +11,29 @@ from django.conf import settings
 from django.contrib.auth.forms import PasswordResetForm
 from django.core.mail import send_mail
 from django.db import close_old_connections, connection
-from django.tasks import task
+from django.http import HttpResponse
+from django.tasks import Task, task
 from django.template.loader import render_to_string
 from django.urls import reverse
 
 from accounts.models import User
 
 logger = logging.getLogger(__name__)
+
+
+def enqueue_after(response: HttpResponse, task: Task, **kwargs) -> HttpResponse:
+    """Enqueue `task` once `response` has been sent: the server closes a response after its last
+    byte, and Django then runs its closers. Even a task run at once in this process (the thread
+    pool) then takes no time from the response it belongs to."""
+
+    def enqueue() -> None:
+        try:
+            task.enqueue(**kwargs)
+        except Exception:  # Django ignores a closer's exceptions: say what was lost
+            logger.exception("Could not queue %s", task.name)
+
+    response._resource_closers.append(enqueue)
+    return response
 
 
 def _closing_connections(func):

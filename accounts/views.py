@@ -17,14 +17,13 @@ from accounts.models import User
 SIGNUP_ADDRESS = "accounts.signup_address"  # session key: where the sign-up's email went
 
 
-def _link_send(request: HttpRequest, user: User) -> None:
-    """Email the address `user` is verifying: the link, or, when another account has that
-    address, a notice to its owner instead. The page says the same either way."""
+def _link_sent(request: HttpRequest, user: User, response: HttpResponse) -> HttpResponse:
+    """`response`, after which the address `user` is verifying gets the link, or, when another
+    account has that address, its owner gets a notice instead. The page says the same either way."""
     base_url = request.build_absolute_uri("/")
     if User.objects.email_taken(user.address_to_verify, besides=user):
-        tasks.address_taken_notice_send.enqueue(address=user.address_to_verify, base_url=base_url)
-    else:
-        tasks.verification_email_send.enqueue(user_id=user.pk, base_url=base_url)
+        return tasks.enqueue_after(response, tasks.address_taken_notice_send, address=user.address_to_verify, base_url=base_url)
+    return tasks.enqueue_after(response, tasks.verification_email_send, user_id=user.pk, base_url=base_url)
 
 
 @login_not_required
@@ -45,13 +44,12 @@ def register(request: HttpRequest) -> HttpResponse:
         elif refused := limits.emails_to(request, address):
             return refused
         else:
+            request.session[SIGNUP_ADDRESS] = address
+            response, base_url = redirect("accounts:register_done"), request.build_absolute_uri("/")
             if user := form.save():
                 user.claim_verification_send()
-                tasks.verification_email_send.enqueue(user_id=user.pk, base_url=request.build_absolute_uri("/"))
-            else:
-                tasks.address_taken_notice_send.enqueue(address=address, base_url=request.build_absolute_uri("/"))
-            request.session[SIGNUP_ADDRESS] = address
-            return redirect("accounts:register_done")
+                return tasks.enqueue_after(response, tasks.verification_email_send, user_id=user.pk, base_url=base_url)
+            return tasks.enqueue_after(response, tasks.address_taken_notice_send, address=address, base_url=base_url)
     return render(request, "accounts/register.html", {"form": form})
 
 
@@ -73,8 +71,13 @@ def password_reset(request: HttpRequest) -> HttpResponse:
         address = form.cleaned_data["email"]
         if refused := limits.emails_to(request, address):
             return refused
-        tasks.password_reset_email_send.enqueue(email=address, domain=request.get_host(), use_https=request.is_secure())
-        return redirect("password_reset_done")
+        return tasks.enqueue_after(
+            redirect("password_reset_done"),
+            tasks.password_reset_email_send,
+            email=address,
+            domain=request.get_host(),
+            use_https=request.is_secure(),
+        )
     return render(request, "registration/password_reset_form.html", {"form": form, "title": "Password reset"})
 
 
@@ -111,9 +114,8 @@ def verify_email_change(request: HttpRequest) -> HttpResponse:
             return refused
         else:
             user.switch_address(address)
-            _link_send(request, user)
             messages.success(request, f"We sent a new link to {address}.")
-            return redirect("accounts:verify_email_pending")
+            return _link_sent(request, user, redirect("accounts:verify_email_pending"))
     return _pending_page(request, form, status=422)
 
 
@@ -132,8 +134,8 @@ def verify_email_resend(request: HttpRequest) -> HttpResponse:
     elif refused := limits.emails_to(request, user.address_to_verify):
         return refused
     else:
-        _link_send(request, user)
         messages.success(request, f"We sent a new link to {user.address_to_verify}.")
+        return _link_sent(request, user, redirect("accounts:verify_email_pending"))
     return redirect("accounts:verify_email_pending")
 
 

@@ -148,3 +148,18 @@ def test_a_forged_forwarded_for_header_does_not_dodge_the_address_lockout(client
     )
 
     assert response.status_code == 429
+
+
+@pytest.mark.django_db
+def test_rotating_user_agents_does_not_dodge_either_lockout(client, user, settings):
+    def attempt_as(username, agent, password="wrong-password", ip="10.4.4.4"):
+        return client.post(LOGIN, {"username": username, "password": password}, REMOTE_ADDR=ip, HTTP_USER_AGENT=agent)
+
+    for n in range(settings.AXES_FAILURE_LIMIT):
+        attempt_as(user.username, f"agent/{n}", ip=f"10.5.5.{n}")
+    assert attempt_as(user.username, "agent/new", PASSWORD, ip="10.5.5.99").status_code == 429
+
+    for n in range(settings.AXES_IP_USERNAME_LIMIT):
+        attempt_as(f"nobody{n}", f"agent/{n}")
+    other = UserFactory()
+    assert attempt_as(other.username, "agent/fresh", PASSWORD).status_code == 429

@@ -101,3 +101,16 @@ def test_the_database_backend_queues_the_email_for_a_worker(client, user, settin
 
     assert DBTaskResult.objects.get().status == TaskResultStatus.SUCCESSFUL
     assert [m.to for m in mail.outbox] == [[user.email]]
+
+
+@pytest.mark.django_db
+def test_the_email_is_queued_only_once_the_response_has_been_sent(rf, user, queued_tasks):
+    from accounts.views import password_reset
+
+    response = password_reset(rf.post(RESET, {"email": user.email}))
+    assert response.status_code == 302
+    assert queued_tasks == []
+
+    response.close()  # what the server does after the last byte
+
+    assert [r.task.name for r in queued_tasks] == ["password_reset_email_send"]
