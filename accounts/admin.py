@@ -50,7 +50,7 @@ class UserAdmin(StaffAccessMixin, DjangoUserAdmin):
     actions = ["mark_email_verified"]
     fieldsets = (
         (None, {"fields": ("username", "password")}),
-        ("Personal info", {"fields": ("first_name", "last_name", "email", "email_verified_at")}),
+        ("Personal info", {"fields": ("first_name", "last_name", "email", "pending_email", "email_verified_at")}),
         ("Role", {"fields": ("is_active", "is_staff", "is_superuser", "groups", "user_permissions")}),
         ("Important dates", {"fields": ("last_login", "date_joined")}),
     )
@@ -64,9 +64,10 @@ class UserAdmin(StaffAccessMixin, DjangoUserAdmin):
 
     def get_readonly_fields(self, request, obj=None):
         # Only a superuser can make a superuser or hand out fine-grained permissions.
+        # The address a user is switching to changes only through its link.
         if request.user.is_superuser:
-            return ()
-        return ("is_superuser", "user_permissions", "groups", "last_login", "date_joined")
+            return ("pending_email",)
+        return ("pending_email", "is_superuser", "user_permissions", "groups", "last_login", "date_joined")
 
     def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
         # Staff may not edit a superuser (that would let them take over the account).
