@@ -10,6 +10,9 @@ import json
 import logging
 import math
 import os
+import re
+import socket
+import ssl
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
@@ -37,28 +40,49 @@ PROBE_MAX_TOKENS = 16
 
 
 class FailureKind(StrEnum):
+    """What went wrong, as a short machine-readable word (for logs and code, never shown)."""
+
     MISSING_KEY = "missing_key"
-    AUTH = "auth"
+    AUTH = "auth"  # 401: the key was rejected
+    PERMISSION = "permission"  # 403: the key was accepted but may not use this model/deployment
     QUOTA = "quota"
     RATE_LIMIT = "rate_limit"
     CONTEXT_LENGTH = "context_length"
     NOT_FOUND = "not_found"
     TIMEOUT = "timeout"
-    CONNECTION = "connection"
+    UNKNOWN_HOST = "unknown_host"  # the endpoint's host name does not resolve
+    CONNECTION_REFUSED = "connection_refused"  # nothing listens at the endpoint
+    CONNECTION = "connection"  # could not connect for another reason (TLS, unreachable network)
+    CONNECTION_CUT = "connection_cut"  # the connection broke before the reply was complete
     BAD_REQUEST = "bad_request"
     SERVER = "server"
-    STREAM = "stream"
+    STREAM = "stream_error"  # the provider sent an error event in the middle of the stream
+    CUT_SHORT = "cut_short"  # the stream ended without a finish_reason (detected by the reader)
     OTHER = "other"
 
 
 class ProviderError(Exception):
-    """A failure talking to an AI provider, with a message fit to show the user."""
+    """A failure talking to an AI provider, with a message fit to show the user, and what a
+    log line may say about it: the kind, the HTTP status, the provider's error code and the
+    request id the provider gave its response (x-request-id), where there are ones."""
 
-    def __init__(self, message: str, *, kind: FailureKind, retry_after: int | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        kind: FailureKind,
+        retry_after: int | None = None,
+        status: int | None = None,
+        code: str | None = None,
+        request_id: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.kind = kind
         self.retry_after = retry_after
+        self.status = status
+        self.code = code
+        self.request_id = request_id
 
 
 @dataclass(frozen=True)
@@ -191,11 +215,13 @@ def chat_request_kwargs(
 @dataclass(frozen=True, slots=True)
 class ReplyPiece:
     """Part of a reply as it arrives: some text, and with the last pieces the finish reason
-    (None until the provider says the reply is complete) and the usage the provider reports."""
+    (None until the provider says the reply is complete) and the usage the provider reports.
+    The first piece carries the request id the provider gave its response (x-request-id)."""
 
     text: str = ""
     finish_reason: str | None = None
     usage: dict[str, int] | None = None
+    request_id: str | None = None
 
 
 def _usage(usage: Any) -> dict[str, int] | None:
@@ -210,8 +236,10 @@ async def reply_pieces(*, model: AIModel, messages: list[dict[str, str]]) -> Asy
 
     A model that streams is read through the SDK's raw streaming response and each event is
     parsed here with json: the SDK's typed chunks cost about 0.15 ms each to build, most of
-    what a delta costs. A model that does not stream yields its whole reply as one piece.
+    what a delta costs; its first piece, yielded as soon as the response starts, holds only the
+    request id. A model that does not stream yields its whole reply as one piece.
     Raises the SDK's errors (openai.APIError and kin, for error_describe) and ProviderError.
+    An error raised once the response has started carries its request id (_request_id_of).
     """
     client = client_get(model=model)
     kwargs = chat_request_kwargs(model=model, messages=messages, stream=True)
@@ -222,10 +250,12 @@ async def reply_pieces(*, model: AIModel, messages: list[dict[str, str]]) -> Asy
             text=(choice.message.content or "") if choice else "",
             finish_reason=choice.finish_reason if choice else None,
             usage=_usage(completion.usage),
+            request_id=getattr(completion, "_request_id", None),
         )
         return
     async with client.chat.completions.with_streaming_response.create(**kwargs) as response:
-        request = response.http_request
+        request, request_id = response.http_request, response.request_id
+        yield ReplyPiece(request_id=request_id)
         try:
             async for line in response.iter_lines():
                 if not line.startswith("data:"):
@@ -236,7 +266,8 @@ async def reply_pieces(*, model: AIModel, messages: list[dict[str, str]]) -> Asy
                 chunk = json.loads(data)
                 if error := chunk.get("error"):
                     message = error.get("message") if isinstance(error, dict) else None
-                    raise openai.APIError(message or "An error occurred during streaming", request, body=error)
+                    failure = openai.APIError(message or "An error occurred during streaming", request, body=error)
+                    raise _answered(failure, request_id)
                 choices = chunk.get("choices") or [{}]  # Azure opens, and usage closes, with no choices
                 text = (choices[0].get("delta") or {}).get("content") or ""
                 finish_reason = choices[0].get("finish_reason")
@@ -244,9 +275,22 @@ async def reply_pieces(*, model: AIModel, messages: list[dict[str, str]]) -> Asy
                 if text or finish_reason or usage:
                     yield ReplyPiece(text=text, finish_reason=finish_reason, usage=usage)
         except httpx2.TimeoutException as error:
-            raise openai.APITimeoutError(request=request) from error
+            raise _answered(openai.APITimeoutError(request=request), request_id) from error
         except (httpx2.TransportError, httpx2.StreamError) as error:
-            raise openai.APIConnectionError(request=request) from error
+            raise _answered(openai.APIConnectionError(request=request), request_id) from error
+
+
+def _answered(error: openai.APIError, request_id: str | None) -> openai.APIError:
+    """error, marked with the request id of the response it broke (_request_id_of reads it)."""
+    error.request_id = request_id  # type: ignore[attr-defined]  # as APIStatusError has it
+    return error
+
+
+def _request_id_of(error: BaseException) -> str | None:
+    """The provider's request id (x-request-id) of the response an error came with, if any:
+    APIStatusError has it from the SDK, errors raised mid-stream from reply_pieces."""
+    value = getattr(error, "request_id", None)
+    return value if isinstance(value, str) and value else None
 
 
 # Errors --------------------------------------------------------------------------------------
@@ -280,6 +324,46 @@ def _provider_message(error: openai.APIError) -> str:
     return str(message or error.message)[:300]
 
 
+def _underlying(error: BaseException) -> list[BaseException]:
+    """error and every exception under it: causes, contexts, and the members of exception
+    groups (anyio raises one when every address of a host refused)."""
+    seen: set[int] = set()
+    found: list[BaseException] = []
+    pending = [error]
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        found.append(current)
+        pending += [e for e in (current.__cause__, current.__context__) if e is not None]
+        if isinstance(current, BaseExceptionGroup):
+            pending += current.exceptions
+    return found
+
+
+def _connect_failure(error: httpx2.ConnectError) -> tuple[FailureKind, str]:
+    """Why a connection could not be made: the kind, and the reason in words."""
+    under = _underlying(error)
+    if any(isinstance(e, socket.gaierror) for e in under):
+        return FailureKind.UNKNOWN_HOST, ""
+    if any(isinstance(e, ConnectionRefusedError) for e in under):
+        return FailureKind.CONNECTION_REFUSED, "the server refused the connection or is not running."
+    if any(isinstance(e, ssl.SSLError) for e in under):
+        return FailureKind.CONNECTION, "a secure (TLS) connection could not be set up."
+    return FailureKind.CONNECTION, "the server could not be reached."
+
+
+_LOGGABLE = re.compile(r"[^A-Za-z0-9._:/@+=-]")
+
+
+def _loggable(value: object, model: AIModel) -> str | None:
+    """A provider-given token (an error code, a request id) safe to put in one log line."""
+    if value is None or value == "":
+        return None
+    return _LOGGABLE.sub("?", _scrub(str(value), model))[:100]
+
+
 def _scrub(text: str, model: AIModel) -> str:
     key = os.environ.get(model.api_key_env) if model.api_key_env else None
     return text.replace(key, "[key]") if key else text
@@ -293,11 +377,23 @@ def error_describe(*, error: BaseException, model: AIModel) -> ProviderError:
     who = _provider_label(model)
     name = model.name
     match error:
-        case openai.AuthenticationError() | openai.PermissionDeniedError():
+        case openai.AuthenticationError():
             where = f" (from {model.api_key_env})" if model.api_key_env else ""
             described = ProviderError(
                 f"{who} rejected the API key for {name}{where}. Check that the key is valid and may use this model.",
                 kind=FailureKind.AUTH,
+            )
+        case openai.PermissionDeniedError():
+            what = "deployment" if model.provider == AIModel.Provider.AZURE else "model"
+            if model.api_key_env:
+                denied = (
+                    f"{who} refused access to {name}: the API key (from {model.api_key_env}) was accepted, but it "
+                    f"is not allowed to use the {what} “{model.deployment_name}”."
+                )
+            else:
+                denied = f"{who} refused access to the {what} “{model.deployment_name}” used by {name}."
+            described = ProviderError(
+                f"{denied} The provider said: {_provider_message(error)}", kind=FailureKind.PERMISSION
             )
         case openai.RateLimitError() if error.code == "insufficient_quota":
             described = ProviderError(
@@ -329,16 +425,15 @@ def error_describe(*, error: BaseException, model: AIModel) -> ProviderError:
             within = f" within {seconds:g} seconds" if isinstance(seconds, (int, float)) else " in time"
             described = ProviderError(f"{who} did not answer{within}. Try again later.", kind=FailureKind.TIMEOUT)
         case openai.APIConnectionError() if isinstance(error.__cause__, httpx2.ConnectError):
-            host = urlsplit(str(error.request.url)).netloc if error.request is not None else ""
-            described = ProviderError(
-                f"Could not connect to {host or who} for {name}: the server refused the connection or is not "
-                "running.",
-                kind=FailureKind.CONNECTION,
-            )
+            url = urlsplit(str(error.request.url)) if error.request is not None else None
+            kind, why = _connect_failure(error.__cause__)
+            if kind == FailureKind.UNKNOWN_HOST:
+                why = f"the host name “{url.hostname if url else ''}” could not be found (the DNS lookup failed)."
+            described = ProviderError(f"Could not connect to {url.netloc if url else who} for {name}: {why}", kind=kind)
         case openai.APIConnectionError():
             described = ProviderError(
                 f"The connection to {who} broke off before the reply was complete. Try again.",
-                kind=FailureKind.CONNECTION,
+                kind=FailureKind.CONNECTION_CUT,
             )
         case openai.BadRequestError() | openai.UnprocessableEntityError():
             described = ProviderError(
@@ -359,11 +454,21 @@ def error_describe(*, error: BaseException, model: AIModel) -> ProviderError:
                 f"{who} reported an error during the reply: {_provider_message(error)}", kind=FailureKind.STREAM
             )
         case _:
-            logger.warning("Unexpected %s from the provider of AI model %s", type(error).__name__, model.pk)
             described = ProviderError(f"Something went wrong talking to {who} for {name}.", kind=FailureKind.OTHER)
     described.message = _scrub(described.message, model)
     described.args = (described.message,)
+    described.status = error.status_code if isinstance(error, openai.APIStatusError) else None
+    described.code = _loggable(error.code if isinstance(error, openai.APIError) else None, model)
+    described.request_id = _loggable(_request_id_of(error), model)
     return described
+
+
+def _admin_failure(error: Exception, model: AIModel) -> ProviderError:
+    """error_describe for the admin's helpers, which catch everything: an error that is not the
+    provider's is logged (the chat logs its failures itself)."""
+    if not isinstance(error, (ProviderError, openai.APIError)):
+        logger.warning("Unexpected %s from the provider of AI model %s", type(error).__name__, model.pk)
+    return error_describe(error=error, model=model)
 
 
 # Admin work ----------------------------------------------------------------------------------
@@ -382,7 +487,7 @@ def connection_test(*, model: AIModel) -> ConnectionCheck:
             )
             latency = time.perf_counter() - started
     except Exception as error:
-        raise error_describe(error=error, model=model) from error
+        raise _admin_failure(error, model) from error
     reply = (completion.choices[0].message.content or "").strip() if completion.choices else ""
     return ConnectionCheck(latency_ms=round(latency * 1000), reply=reply[:60])
 
@@ -394,7 +499,7 @@ def endpoint_models_list(*, model: AIModel) -> list[str]:
         with _sync_client(model) as client:
             return [m.id for m in client.models.list(**extra).data]
     except Exception as error:
-        raise error_describe(error=error, model=model) from error
+        raise _admin_failure(error, model) from error
 
 
 def endpoint_models_import(*, source: AIModel) -> tuple[list[AIModel], list[str]]:

@@ -9,7 +9,9 @@ sockets from sync code, async code, or another process. It serves
     GET  /v1/models and GET /openai/models                      model lists
 
 records every request it receives (`requests`), and answers each one from a queue of scripts
-(`script()`, `queue_error()`), falling back to `default_reply` when the queue is empty:
+(`script()`, `queue_error()`), falling back to `default_reply` when the queue is empty. Every
+response carries an x-request-id header, as OpenAI's and Azure's do; the recorded request
+holds the id its response got (`request_id`):
 
     with FakeUpstream() as upstream:
         upstream.script(FakeReply(text="Hello there", chunks=2, delay=0.05))
@@ -22,6 +24,7 @@ records every request it receives (`requests`), and answers each one from a queu
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import itertools
 import json
 import re
@@ -54,6 +57,8 @@ REASONS = {
 CHAT_PATH = re.compile(r"^(?:/v1|/openai/deployments/(?P<deployment>[^/]+))/chat/completions$")
 MODELS_PATHS = ("/v1/models", "/openai/models")
 MAX_BODY = 32 * 1024 * 1024
+# The x-request-id of the response being written, set per request (each connection is a task).
+_REQUEST_ID: contextvars.ContextVar[str] = contextvars.ContextVar("fake_upstream_request_id")
 
 
 @dataclass
@@ -122,6 +127,16 @@ class FakeError:
         })
 
     @classmethod
+    def permission_denied(cls, **overrides: Any) -> FakeError:
+        """403: the key is valid, but may not use this model (OpenAI's body for it)."""
+        return cls(**{
+            "status": 403,
+            "message": "You are not allowed to sample from this model",
+            "type": "invalid_request_error",
+            **overrides,
+        })
+
+    @classmethod
     def model_not_found(cls, model: str = "missing-model", **overrides: Any) -> FakeError:
         return cls(**{
             "status": 404,
@@ -180,6 +195,7 @@ class RecordedRequest:
     query: dict[str, str]
     headers: dict[str, str]  # names lower-cased
     body: Any  # the parsed JSON body; the raw text if it was not JSON; None if empty
+    request_id: str = ""  # the x-request-id header of the response it got
 
     @property
     def auth_kind(self) -> str | None:
@@ -213,6 +229,7 @@ class FakeUpstream:
         self._scripts: deque[Script] = deque()
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
+        self._request_ids = itertools.count(1)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._server: asyncio.Server | None = None
@@ -381,7 +398,9 @@ class FakeUpstream:
             body = json.loads(raw) if raw else None
         except ValueError:
             body = raw.decode("utf-8", "replace")
-        request = RecordedRequest(method, parts.path, dict(parse_qsl(parts.query)), headers, body)
+        request_id = f"req_fake_{next(self._request_ids)}"
+        _REQUEST_ID.set(request_id)
+        request = RecordedRequest(method, parts.path, dict(parse_qsl(parts.query)), headers, body, request_id)
         self.requests.append(request)
 
         keep_alive = await self._respond(request, writer)
@@ -538,7 +557,7 @@ class FakeUpstream:
     ) -> None:
         """The status line and headers. length: a Content-Length; -1: chunked; None: the body
         ends when the connection closes."""
-        lines = [f"HTTP/1.1 {status} {REASONS.get(status, 'Status')}", f"x-request-id: req_fake_{next(self._ids)}"]
+        lines = [f"HTTP/1.1 {status} {REASONS.get(status, 'Status')}", f"x-request-id: {_REQUEST_ID.get()}"]
         lines += [f"{name}: {value}" for name, value in headers.items()]
         if length == -1:
             lines.append("transfer-encoding: chunked")

@@ -8,13 +8,14 @@ worker loses little; never a write per token.
 import asyncio
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 
 import openai
 from django.db.models import Q
 from django.utils import timezone
 
 from aimodels.models import AIModel
-from aimodels.services import ProviderError, error_describe, reply_pieces
+from aimodels.services import FailureKind, ProviderError, error_describe, reply_pieces
 from conversations.context import DEFAULT_MARGIN, ContextTooLong, select_context
 from conversations.models import Message
 
@@ -37,7 +38,49 @@ class StopRequested(Exception):
 
 
 class ModelUnusable(Exception):
-    pass
+    def __init__(self, reason: str, *, kind: str) -> None:
+        super().__init__(reason)
+        self.kind = kind
+
+
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    """What the log line says about a reply that did not complete: the level (WARNING when the
+    provider or the server's configuration failed it, INFO when the user or the model's state
+    ended it), a short machine-readable kind, and what the provider told us, where it did."""
+
+    level: int
+    kind: str
+    status: int | None = None
+    code: str | None = None
+    request_id: str | None = None
+    error: str | None = None  # the exception's class name
+
+
+def _log_fields(reply: Message) -> str:
+    # Ids and the model's name only: never the key, the user's text or the model's text.
+    model = reply.model
+    return f"model={model.pk} model_name={model.name} conversation={reply.conversation.public_id} reply={reply.pk}"
+
+
+def _outcome_log(reply: Message, outcome: _Outcome) -> None:
+    found = {
+        "kind": outcome.kind,
+        "status": outcome.status,
+        "code": outcome.code,
+        "request_id": outcome.request_id,
+        "error": outcome.error,
+    }
+    cause = " ".join(f"{name}={value}" for name, value in found.items() if value is not None)
+    logger.log(outcome.level, "Reply %s: %s %s", reply.status, cause, _log_fields(reply))
+
+
+def _unusable_kind(model: AIModel) -> str:
+    if not model.is_active:
+        return "model_inactive"
+    if model.api_key_env and not model.api_key_is_set:
+        return FailureKind.MISSING_KEY
+    return "model_unusable"
 
 
 async def context_build(*, reply: Message, model: AIModel) -> tuple[list[dict[str, str]], int]:
@@ -119,7 +162,12 @@ async def reply_stream(*, reply: Message) -> AsyncIterator[str]:
     loaded) and yield each piece of text as it arrives. Saves the reply when it completes and
     when it breaks: provider error, timeout, stop, or the client going away (cancellation).
     Asks nothing when another request already took the reply. Either way `reply` ends up
-    holding the reply's state as saved."""
+    holding the reply's state as saved.
+
+    A reply that does not complete gets one log line with its cause and ids (never a key nor
+    anyone's text): WARNING when the provider failed or cut it or the server lacks its key,
+    INFO when the user stopped it, left, or the model cannot take it; an unexpected error is
+    logged with its traceback instead."""
     claimed = await Message.objects.filter(pk=reply.pk, status=Message.Status.PENDING).aupdate(
         status=Message.Status.STREAMING, updated_at=timezone.now()
     )
@@ -128,47 +176,66 @@ async def reply_stream(*, reply: Message) -> AsyncIterator[str]:
         return
     model = reply.model
     parts: list[str] = []
+    request_id: str | None = None  # the provider's id for its response, once it answers
+    outcome: _Outcome | None = None  # for the log line of a reply that does not complete
     reply.status, reply.error, reply.usage = Message.Status.FAILED, "", None
     try:
         if reason := model.unusable_reason:  # e.g. deactivated since the message was sent
-            raise ModelUnusable(reason)
+            raise ModelUnusable(reason, kind=_unusable_kind(model))
         messages, reply.context_omitted = await context_build(reply=reply, model=model)
         finish_reason = None
         pieces = reply_pieces(model=model, messages=messages)
         async for piece in _until_stopped(pieces, reply.pk, checkpoint=lambda: _checkpoint(reply, "".join(parts))):
             reply.usage = piece.usage or reply.usage
             finish_reason = piece.finish_reason or finish_reason
+            request_id = piece.request_id or request_id
             if piece.text:
                 parts.append(piece.text)
                 yield piece.text
         if finish_reason is None:
             # A stream that ends without a finish_reason was cut off: it is not complete.
             reply.status, reply.error = Message.Status.INTERRUPTED, CUT_SHORT
+            outcome = _Outcome(logging.WARNING, FailureKind.CUT_SHORT, request_id=request_id)
         else:
             reply.status = Message.Status.COMPLETE
             if finish_reason == "length":
                 reply.error = LENGTH_LIMIT.format(limit=model.max_completion_tokens)
     except StopRequested:
         reply.status, reply.error = Message.Status.INTERRUPTED, STOPPED
+        outcome = _Outcome(logging.INFO, "stopped")
     except (asyncio.CancelledError, GeneratorExit):
         reply.status, reply.error = Message.Status.INTERRUPTED, CONNECTION_CLOSED
+        outcome = _Outcome(logging.INFO, "client_gone")
         raise
     except ModelUnusable as error:
         reply.error = str(error)
+        outcome = _Outcome(logging.WARNING if error.kind == FailureKind.MISSING_KEY else logging.INFO, error.kind)
     except ContextTooLong as error:
         reply.error = (
             f"The conversation no longer fits {model.name}: the last message is {error.needed:,} tokens "
             f"and at most {error.available:,} fit. Start a new conversation."
         )
+        outcome = _Outcome(logging.INFO, "context_too_long")
     except (ProviderError, openai.OpenAIError) as error:
-        reply.error = error_describe(error=error, model=model).message
-    except Exception:
-        logger.exception("Reply %s failed", reply.pk)
+        described = error_describe(error=error, model=model)
+        reply.error = described.message
+        outcome = _Outcome(
+            logging.WARNING,
+            described.kind,
+            status=described.status,
+            code=described.code,
+            request_id=described.request_id or request_id,
+            error=type(error).__name__,
+        )
+    except Exception as error:
+        logger.exception("Reply failed on our side: error=%s %s", type(error).__name__, _log_fields(reply))
         reply.error = "Something went wrong on our side while asking for the reply. Try again."
     finally:
         reply.content = "".join(parts)
         if reply.status == Message.Status.FAILED and reply.content:
             reply.status = Message.Status.INTERRUPTED
+        if outcome is not None:
+            _outcome_log(reply, outcome)
         # Shielded: a client that went away cancels this task, but the save must still land.
         await asyncio.shield(_reply_save(reply))
 

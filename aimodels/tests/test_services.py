@@ -1,10 +1,13 @@
 """The LLM client against the fake upstream, through the real openai SDK over real HTTP."""
 
+import asyncio
+import logging
 import socket
 
 import openai
 import pytest
 
+from aimodels import services
 from aimodels.models import AIModel
 from aimodels.services import (
     FailureKind,
@@ -228,6 +231,12 @@ FAILURES = {
         "OpenAI rejected the API key for chat-model (from OPENAI_API_KEY). Check that the key is valid and may use "
         "this model.",
     ),
+    "access refused (403)": (
+        FakeError.permission_denied(),
+        FailureKind.PERMISSION,
+        "OpenAI refused access to chat-model: the API key (from OPENAI_API_KEY) was accepted, but it is not allowed "
+        "to use the model “gpt-4o-mini”. The provider said: You are not allowed to sample from this model",
+    ),
     "rate limit with Retry-After": (
         FakeError.rate_limited(retry_after=7),
         FailureKind.RATE_LIMIT,
@@ -270,7 +279,7 @@ FAILURES = {
     ),
     "connection cut mid-stream": (
         FakeReply(text="a b c", cut_after=1),
-        FailureKind.CONNECTION,
+        FailureKind.CONNECTION_CUT,
         "The connection to OpenAI broke off before the reply was complete. Try again.",
     ),
 }
@@ -327,19 +336,144 @@ async def test_a_provider_that_does_not_answer_in_time(fake_upstream, api_keys, 
     assert failure.message == "OpenAI did not answer within 0.3 seconds. Try again later."
 
 
-@pytest.mark.asyncio
-async def test_a_refused_connection(api_keys):
+def free_port() -> int:
+    """A local port with nothing listening on it."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+        return probe.getsockname()[1]
+
+
+@pytest.mark.asyncio
+async def test_a_refused_connection(api_keys):
+    port = free_port()
     ai_model = AIModelFactory.build(name="offline", api_endpoint=f"http://127.0.0.1:{port}/v1")
 
     failure = await failure_of(ai_model)
 
-    assert failure.kind == FailureKind.CONNECTION
+    assert failure.kind == FailureKind.CONNECTION_REFUSED
     assert failure.message == (
         f"Could not connect to 127.0.0.1:{port} for offline: the server refused the connection or is not running."
     )
+
+
+@pytest.mark.asyncio
+async def test_an_unknown_host_is_named_as_not_found_not_as_refusing(api_keys):
+    # .invalid is reserved (RFC 2606): it never resolves, online or off.
+    ai_model = AIModelFactory.build(name="nowhere", api_endpoint="http://nonexistent.invalid:9/v1")
+
+    failure = await failure_of(ai_model)
+
+    assert failure.kind == FailureKind.UNKNOWN_HOST
+    assert failure.message == (
+        "Could not connect to nonexistent.invalid:9 for nowhere: the host name “nonexistent.invalid” could not be "
+        "found (the DNS lookup failed)."
+    )
+
+
+@pytest.mark.asyncio
+async def test_https_to_a_server_without_tls_says_the_secure_connection_failed(api_keys):
+    async def plain_http(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(65536)  # the TLS hello, answered in plain HTTP
+        writer.write(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n")
+        await reader.read()  # until the client gives up
+        writer.close()
+
+    server = await asyncio.start_server(plain_http, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        failure = await failure_of(AIModelFactory.build(name="tls", api_endpoint=f"https://127.0.0.1:{port}/v1"))
+
+    assert failure.kind == FailureKind.CONNECTION
+    assert failure.message == (
+        f"Could not connect to 127.0.0.1:{port} for tls: a secure (TLS) connection could not be set up."
+    )
+
+
+@pytest.mark.asyncio
+async def test_access_refused_by_a_keyless_server_does_not_blame_a_key(fake_upstream):
+    fake_upstream.script(FakeError.permission_denied(message="Model is restricted."))
+
+    failure = await failure_of(served_by(fake_upstream, compatible=True, name="local"))
+
+    assert failure.kind == FailureKind.PERMISSION
+    assert failure.message == (
+        f"The server at 127.0.0.1:{fake_upstream.port} refused access to the model “llama3.2:3b” used by local. "
+        "The provider said: Model is restricted."
+    )
+
+
+@pytest.mark.asyncio
+async def test_access_refused_by_azure_names_the_deployment(fake_upstream, api_keys):
+    fake_upstream.script(FakeError(status=403, code="PermissionDenied", message="Principal does not have access."))
+
+    failure = await failure_of(served_by(fake_upstream, azure=True, name="az"))
+
+    assert failure.message == (
+        "Azure OpenAI refused access to az: the API key (from AZURE_OPENAI_API_KEY) was accepted, but it is not "
+        "allowed to use the deployment “gpt-4o-mini-prod”. The provider said: Principal does not have access."
+    )
+
+
+# What a log line may say about a failure -------------------------------------------------
+@pytest.mark.asyncio
+async def test_an_http_error_carries_its_status_code_and_request_id(fake_upstream, api_keys):
+    fake_upstream.script(FakeError.rate_limited())
+
+    failure = await failure_of(served_by(fake_upstream))
+
+    assert (failure.status, failure.code, failure.request_id) == (
+        429,
+        "rate_limit_exceeded",
+        fake_upstream.last.request_id,
+    )
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("script", "kind"),
+    [
+        (FakeReply(text="a b c", error_after=1), FailureKind.STREAM),
+        (FakeReply(text="a b c", cut_after=1), FailureKind.CONNECTION_CUT),
+        (FakeReply(text="a b c", hang_after=1), FailureKind.TIMEOUT),
+    ],
+    ids=["error event", "connection cut", "timeout"],
+)
+async def test_a_failure_mid_stream_carries_the_request_id_of_the_stream(
+    fake_upstream, api_keys, settings, script, kind
+):
+    settings.LLM_READ_TIMEOUT = 0.3
+    fake_upstream.script(script)
+
+    failure = await failure_of(served_by(fake_upstream))
+
+    assert (failure.kind, failure.status, failure.request_id) == (kind, None, fake_upstream.last.request_id)
+
+
+@pytest.mark.asyncio
+async def test_a_failure_before_any_response_has_no_request_id(api_keys):
+    failure = await failure_of(AIModelFactory.build(api_endpoint=f"http://127.0.0.1:{free_port()}/v1"))
+
+    assert (failure.status, failure.code, failure.request_id) == (None, None, None)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("streaming", [True, False], ids=["streamed", "whole"])
+async def test_the_first_piece_of_a_reply_carries_its_request_id(fake_upstream, api_keys, streaming):
+    ai_model = served_by(fake_upstream, supports_streaming=streaming)
+
+    pieces = [piece async for piece in reply_pieces(model=ai_model, messages=MESSAGES)]
+
+    assert pieces[0].request_id == fake_upstream.last.request_id
+    assert fake_upstream.last.request_id.startswith("req_fake_")
+
+
+@pytest.mark.asyncio
+async def test_an_error_code_is_made_safe_for_one_log_line(fake_upstream, api_keys):
+    fake_upstream.script(FakeError(status=400, code=f"bad\nFAKE LOG LINE {OPENAI_KEY}"))
+
+    failure = await failure_of(served_by(fake_upstream))
+
+    assert failure.code == "bad?FAKE?LOG?LINE??key?"
 
 
 @pytest.mark.asyncio
@@ -356,6 +490,28 @@ def test_an_unexpected_error_gets_a_general_message():
     failure = error_describe(error=RuntimeError("boom"), model=AIModelFactory.build(name="m1"))
 
     assert (failure.kind, failure.message) == (FailureKind.OTHER, "Something went wrong talking to OpenAI for m1.")
+
+
+def test_describing_a_failure_logs_nothing_so_the_caller_logs_it_once(caplog):
+    caplog.set_level(logging.DEBUG, logger="aimodels")
+
+    error_describe(error=RuntimeError("boom"), model=AIModelFactory.build())
+
+    assert caplog.records == []
+
+
+def test_an_unexpected_error_in_an_admin_check_is_logged(api_keys, monkeypatch, caplog):
+    def broken(model):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(services, "_sync_client", broken)
+    ai_model = AIModelFactory.build(pk=7)
+
+    with pytest.raises(ProviderError):
+        connection_test(model=ai_model)
+
+    [line] = [record for record in caplog.records if record.levelno >= logging.WARNING]
+    assert line.getMessage() == "Unexpected RuntimeError from the provider of AI model 7"
 
 
 # The admin's helpers (sync) ----------------------------------------------------------------

@@ -141,6 +141,7 @@ async def test_lists_models_on_the_openai_and_azure_paths(fake_upstream):
     ("error", "exception", "code"),
     [
         (FakeError.bad_key(), openai.AuthenticationError, "invalid_api_key"),
+        (FakeError.permission_denied(), openai.PermissionDeniedError, None),
         (FakeError.model_not_found("nope"), openai.NotFoundError, "model_not_found"),
         (FakeError.rate_limited(retry_after=7), openai.RateLimitError, "rate_limit_exceeded"),
         (FakeError.context_length_exceeded(), openai.BadRequestError, "context_length_exceeded"),
@@ -156,6 +157,24 @@ async def test_scripted_http_errors_reach_the_sdk_with_openais_error_shape(fake_
     assert raised.value.status_code == error.status
     assert raised.value.code == code
     assert raised.value.body["message"] == error.message
+
+
+@pytest.mark.asyncio
+async def test_every_response_carries_its_own_request_id_recorded_with_its_request(fake_upstream):
+    client = async_openai(fake_upstream)
+    fake_upstream.script(FakeError.server_error())
+    with pytest.raises(openai.InternalServerError) as raised:
+        await client.chat.completions.create(model="m", messages=MESSAGES)
+    async with client.chat.completions.with_streaming_response.create(
+        model="m", messages=MESSAGES, stream=True
+    ) as streamed:
+        await streamed.read()
+    listed = await client.models.with_raw_response.list()
+
+    sent = [raised.value.request_id, streamed.request_id, listed.request_id]
+    assert sent == [r.request_id for r in fake_upstream.requests]
+    assert len(set(sent)) == 3
+    assert all(request_id.startswith("req_fake_") for request_id in sent)
 
 
 @pytest.mark.asyncio
