@@ -237,23 +237,30 @@ async def test_stop_button_ends_the_stream_and_keeps_the_text(client_in, turn, f
     assert deltas(parse_events(received)) == saved.content
 
 
+async def reloaded_when(message: Message, condition, *, within: float = 60.0) -> Message:
+    """The message as saved, once `condition(saved)` holds: polls the row, fails after `within` s."""
+    deadline = asyncio.get_running_loop().time() + within
+    while not condition(saved := await reload(message)):
+        assert asyncio.get_running_loop().time() < deadline, f"reply {message.pk} never reached the state"
+        await asyncio.sleep(0.02)
+    return saved
+
+
 async def test_a_silent_provider_does_not_make_a_live_reply_look_abandoned(client_in, turn, fake_upstream, monkeypatch):
     monkeypatch.setattr(services, "STOP_POLL_SECONDS", 0.05)
     monkeypatch.setattr(services, "CHECKPOINT_SECONDS", 0.2)
     _, reply = turn
-    fake_upstream.script(FakeReply(text="late but fine", first_delay=1.0))
+    fake_upstream.script(FakeReply(text="never reached", first_delay=120))  # silent for the whole test
     reading = asyncio.create_task(read_all(client_in, reply))
-    await asyncio.sleep(0.3)
-    claimed = await reload(reply)
-    assert claimed.status == Message.Status.STREAMING
+    claimed = await reloaded_when(reply, lambda saved: saved.status == Message.Status.STREAMING)
 
-    await asyncio.sleep(0.5)  # the provider has said nothing yet
-    heartbeat = await reload(reply)
-    await reading
+    heartbeat = await reloaded_when(reply, lambda saved: saved.updated_at > claimed.updated_at)
 
     assert heartbeat.status == Message.Status.STREAMING
-    assert heartbeat.updated_at > claimed.updated_at
-    assert (await reload(reply)).status == Message.Status.COMPLETE
+    assert heartbeat.content == ""  # nothing came from the provider: the write was a heartbeat
+    await client_in.post(reverse("conversations:reply_stop", args=[reply.conversation.public_id, reply.pk]))
+    await reading
+    assert (await reload(reply)).error == services.STOPPED
 
 
 async def test_stop_before_the_stream_starts_never_calls_the_provider(client_in, turn, fake_upstream):
