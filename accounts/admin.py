@@ -83,15 +83,33 @@ class UserAdmin(StaffAccessMixin, DjangoUserAdmin):
         self.message_user(request, f"{count} user(s) marked verified.", messages.SUCCESS)
 
 
+class LockoutAdmin(StaffAccessMixin, AccessAttemptAdmin):
+    """Failed logins per username and address; deleting one lifts its lockout. Shows when the
+    attempt expires rather than the raw expiration object."""
+
+    list_display = [("expires_at" if name == "expiration" else name) for name in AccessAttemptAdmin.list_display]
+    fieldsets = (
+        (None, {"fields": ("username", "path_info", "failures_since_start", "expires_at")}),
+        *AccessAttemptAdmin.fieldsets[1:],
+    )
+    readonly_fields = [
+        ("expires_at" if name == "expiration" else name) for name in AccessAttemptAdmin.readonly_fields
+    ]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    @admin.display(description="Expires at")
+    def expires_at(self, obj: AccessAttempt):
+        return obj.expiration.expires_at if hasattr(obj, "expiration") else "Not set"
+
+
 # Lockouts: staff see failed logins and clear a lockout by deleting its access attempt.
 for model, model_admin in (
-    (AccessAttempt, AccessAttemptAdmin),
-    (AccessLog, AccessLogAdmin),
-    (AccessFailureLog, AccessFailureLogAdmin),
+    (AccessAttempt, LockoutAdmin),
+    (AccessLog, type("AccessLogAdmin", (StaffAccessMixin, AccessLogAdmin), {"has_add_permission": lambda self, request: False})),
+    (AccessFailureLog, type("AccessFailureLogAdmin", (StaffAccessMixin, AccessFailureLogAdmin), {"has_add_permission": lambda self, request: False})),
 ):
     if admin.site.is_registered(model):
         admin.site.unregister(model)
-    admin.site.register(
-        model,
-        type(model_admin.__name__, (StaffAccessMixin, model_admin), {"has_add_permission": lambda self, request: False}),
-    )
+    admin.site.register(model, model_admin)

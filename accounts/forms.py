@@ -1,5 +1,6 @@
 from django import forms
-from django.contrib.auth.forms import AuthenticationForm, UserCreationForm
+from axes.utils import reset as lockout_reset
+from django.contrib.auth.forms import AuthenticationForm, SetPasswordForm, UserCreationForm
 from django.contrib.auth.hashers import make_password
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
@@ -74,3 +75,13 @@ class EmailChangeForm(forms.Form):
         if email == self.user.address_to_verify.lower():
             raise forms.ValidationError("That is the address we already sent the link to.", code="unchanged")
         return email
+
+
+class ResetPasswordForm(SetPasswordForm):
+    """A new password chosen through the emailed link. The link proves the owner, so it also
+    lifts a login lockout of that username (the lockout page offers exactly this way out)."""
+
+    def save(self, commit: bool = True) -> User:
+        user = super().save(commit=commit)
+        lockout_reset(username=user.get_username())
+        return user

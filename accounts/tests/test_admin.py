@@ -77,3 +77,22 @@ def test_staff_cannot_make_a_superuser(admin_client):
     response = admin_client.get(reverse("admin:accounts_user_change", args=[member.pk]))
 
     assert "is_superuser" not in response.context["adminform"].form.fields
+
+
+@pytest.mark.django_db
+def test_a_lockout_shows_when_it_expires_not_an_object_name(client, user):
+    from axes.models import AccessAttempt, AccessAttemptExpiration
+
+    for _ in range(2):
+        client.post(reverse("login"), {"username": user.username, "password": "wrong"})
+    attempt = AccessAttempt.objects.get()
+    assert AccessAttemptExpiration.objects.filter(access_attempt=attempt).exists()
+    staff = UserFactory(staff=True)
+    client.force_login(staff)
+
+    listing = client.get(reverse("admin:axes_accessattempt_changelist")).content.decode()
+    page = client.get(reverse("admin:axes_accessattempt_change", args=[attempt.pk])).content.decode()
+
+    for html in (listing, page):
+        assert "AccessAttemptExpiration object" not in html
+        assert "Expires at" in html

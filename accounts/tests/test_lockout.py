@@ -163,3 +163,26 @@ def test_rotating_user_agents_does_not_dodge_either_lockout(client, user, settin
         attempt_as(f"nobody{n}", f"agent/{n}")
     other = UserFactory()
     assert attempt_as(other.username, "agent/fresh", PASSWORD).status_code == 429
+
+
+@pytest.mark.django_db
+def test_a_password_reset_through_the_emailed_link_lifts_the_lockout(client, user):
+    import re
+
+    from django.core import mail
+
+    fail(client, user.username, 5)
+    client.post(reverse("password_reset"), {"email": user.email})
+    link = re.search(r"http://testserver(/accounts/reset/\S+/)", mail.outbox[0].body).group(1)
+    form_page = client.get(link, follow=True)
+    client.post(form_page.redirect_chain[-1][0], {"new_password1": "Brand-New-Pass-77", "new_password2": "Brand-New-Pass-77"})
+
+    assert attempt(client, user.username, "Brand-New-Pass-77").status_code == 302
+
+
+@pytest.mark.django_db
+def test_the_lockout_page_offers_the_reset_that_lifts_it(client, user):
+    response = fail(client, user.username, 5) or attempt(client, user.username)
+
+    assert "reset your password" in response.content.decode()
+    assert reverse("password_reset") in response.content.decode()
