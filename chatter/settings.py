@@ -169,6 +169,8 @@ _smtp_options = {
     "use_ssl": _email.get("EMAIL_USE_SSL", False),
     "timeout": 10,
 }
+if _email["EMAIL_BACKEND"] == "django.core.mail.backends.console.EmailBackend":
+    _email["EMAIL_BACKEND"] = "accounts.mail.ConsoleBackend"  # links printed whole, not quoted-printable
 MAILERS = {
     "default": {
         "BACKEND": _email["EMAIL_BACKEND"],
