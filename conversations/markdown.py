@@ -8,12 +8,12 @@ import threading
 from functools import partial
 
 import bleach
-from bleach.linkifier import LinkifyFilter
+from bleach.linkifier import LinkifyFilter, build_url_re
 from django.utils.safestring import SafeString, mark_safe
 from markdown_it import MarkdownIt
 from pygments import highlight
 from pygments.formatters import HtmlFormatter
-from pygments.lexers import get_lexer_by_name
+from pygments.lexers import find_lexer_class_by_name
 from pygments.util import ClassNotFound
 
 ALLOWED_TAGS = {
@@ -32,20 +32,41 @@ ALLOWED_ATTRIBUTES = {
     "td": ["align"],
 }
 ALLOWED_PROTOCOLS = {"http", "https", "mailto"}
+# bleach runs its filters after its sanitizer, so the links LinkifyFilter makes are never checked against
+# ALLOWED_PROTOCOLS; its default pattern links bare data://, ftp://, ssh://, telnet://... URLs. It must
+# only recognise our schemes (a bare domain still becomes an http:// link).
+_LINKABLE_URL = build_url_re(protocols=ALLOWED_PROTOCOLS)
 
 _formatter = HtmlFormatter(nowrap=True)
+
+# Languages whose code blocks are highlighted; any other renders as plain code. Some Pygments lexers
+# backtrack exponentially on short text (2.21: tcsh, chapel and scala on a quote followed by ~50
+# backslashes take minutes, ~100 never finish), and a reply is rendered on every view of its page. These
+# were fuzzed with quote/escape/bracket runs (no blow-up) and pick their sub-lexers themselves. Not here,
+# on purpose: lexers that choose a sub-lexer from the text (markdown by a fence's language, http by
+# Content-Type, postgresql by LANGUAGE), which would reach every lexer again.
+HIGHLIGHTED_LEXERS = frozenset({
+    "BashLexer", "BashSessionLexer", "CLexer", "CSharpLexer", "ClojureLexer", "CppLexer", "CssLexer",
+    "DartLexer", "DiffLexer", "DjangoLexer", "DockerLexer", "ElixirLexer", "ErlangLexer", "FSharpLexer",
+    "GoLexer", "GraphQLLexer", "GroovyLexer", "HaskellLexer", "HtmlDjangoLexer", "HtmlLexer", "IniLexer",
+    "JavaLexer", "JavascriptLexer", "JsonLexer", "JsxLexer", "JuliaLexer", "KotlinLexer", "LuaLexer",
+    "MakefileLexer", "MatlabLexer", "NasmLexer", "NginxConfLexer", "NimrodLexer", "ObjectiveCLexer",
+    "OcamlLexer", "PerlLexer", "PhpLexer", "PowerShellLexer", "ProtoBufLexer", "PythonConsoleLexer",
+    "PythonLexer", "RubyLexer", "RustLexer", "SLexer", "ScssLexer", "SqlLexer", "SwiftLexer", "TOMLLexer",
+    "TerraformLexer", "TexLexer", "TextLexer", "TsxLexer", "TypeScriptLexer", "VbNetLexer", "VueLexer",
+    "XmlLexer", "YamlLexer", "ZigLexer",
+})
 
 
 def _highlight(code: str, lang: str, attrs: str) -> str:
     try:
-        lexer = get_lexer_by_name(lang.strip().split()[0]) if lang.strip() else None
+        lexer_class = find_lexer_class_by_name(lang.strip().split()[0]) if lang.strip() else None
     except ClassNotFound:
-        lexer = None
-    if lexer is None:
+        lexer_class = None
+    if lexer_class is None or lexer_class.__name__ not in HIGHLIGHTED_LEXERS:
         return ""  # markdown-it then renders an escaped plain <pre><code>
     # Starting with <pre> tells markdown-it to use this as the whole block.
-    return f'<pre class="highlight"><code>{highlight(code, lexer, _formatter)}</code></pre>'
-
+    return f'<pre class="highlight"><code>{highlight(code, lexer_class(), _formatter)}</code></pre>'
 
 
 def _safe_link(attrs: dict, new: bool = False) -> dict:
@@ -72,7 +93,9 @@ def _cleaner() -> bleach.Cleaner:
             protocols=ALLOWED_PROTOCOLS,
             strip=True,
             strip_comments=True,
-            filters=[partial(LinkifyFilter, callbacks=[_safe_link], skip_tags={"pre", "code"})],
+            filters=[
+                partial(LinkifyFilter, callbacks=[_safe_link], skip_tags={"pre", "code"}, url_re=_LINKABLE_URL)
+            ],
         )
     return _local.cleaner
 
