@@ -34,6 +34,7 @@ def log_in(page: Page, server, user) -> None:
     page.get_by_label(re.compile(r"^Username")).fill(user.username)
     page.get_by_label(re.compile(r"^Password")).fill(PASSWORD)
     page.get_by_role("button", name="Log in").click()
+    expect(page.locator("html[data-chat-ready]")).to_be_attached()  # its script is ready for keys
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -30,5 +30,10 @@
     }
   });
   document.addEventListener("htmx:sseMessage", function () { scrollToEnd(false); });
-  document.addEventListener("DOMContentLoaded", function () { scrollToEnd(true); });
+  document.addEventListener("DOMContentLoaded", function () {
+    scrollToEnd(true);
+    // htmx set the page up in its own DOMContentLoaded handler, registered first: the page now
+    // answers to Enter and Send. Tests wait for this mark rather than for time.
+    document.documentElement.dataset.chatReady = "true";
+  });
 })();
