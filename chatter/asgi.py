@@ -2,6 +2,10 @@ import os
 
 from django.core.asgi import get_asgi_application
 
+from chatter.limits import EscapeRawQueryBytes, RequestBodyLimit
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatter.settings")
 
-application = get_asgi_application()
+# A body over REQUEST_BODY_MAX_BYTES is refused before Django reads it; a raw non-UTF-8 query
+# string reaches Django escaped, for chatter.middleware to refuse (chatter/limits.py).
+application = RequestBodyLimit(EscapeRawQueryBytes(get_asgi_application()))

@@ -41,6 +41,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "servestatic.middleware.ServeStaticMiddleware",
+    # After servestatic: every response but a static file's is no-store unless it says otherwise.
+    "chatter.middleware.NoStoreMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -51,6 +53,9 @@ MIDDLEWARE = [
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "axes.middleware.AxesMiddleware",
+    # Last, so its 400 page has the user, CSRF cookie, CSP nonce and headers of any page; nothing
+    # above reads request.GET, request.POST or the body before the view.
+    "chatter.middleware.Utf8InputMiddleware",
 ]
 
 ROOT_URLCONF = "chatter.urls"
@@ -204,6 +209,13 @@ OLLAMA_BASE_URL = env.str("OLLAMA_BASE_URL", default="")
 
 # Conversations: the longest message a user may send, in characters.
 MESSAGE_MAX_LENGTH = env.int("MESSAGE_MAX_LENGTH", default=32_000)
+# The largest request body accepted, in bytes, on every URL: a larger one is refused with 413
+# before it is read (chatter.limits, in front of Django), and Django's own limit is the same.
+# The default fits the longest message sent the costliest way: htmx sends the form urlencoded,
+# a character is at most 4 bytes of UTF-8 and each byte at most 3 (%XX), so 12 bytes a
+# character; plus 16 KiB for the other fields (CSRF token, model) and the names. 400,384 bytes.
+REQUEST_BODY_MAX_BYTES = env.int("REQUEST_BODY_MAX_BYTES", default=MESSAGE_MAX_LENGTH * 4 * 3 + 16 * 1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = REQUEST_BODY_MAX_BYTES
 
 # Internationalisation
 LANGUAGE_CODE = "en-us"
@@ -262,9 +274,19 @@ SILENCED_SYSTEM_CHECKS = [
 # Logging: readable lines on the console; a rotating file as well when LOG_FILE is set.
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
 LOG_FILE = env.str("LOG_FILE", default="")
+# A request refused for what the client sent (too large, too many fields, not UTF-8...) is one
+# WARNING line, not a traceback (chatter/logging.py): on the loggers Django writes those to, so
+# every handler sees the one line, and on each handler for any other django.security.* logger.
+_REFUSAL_LOGGERS = [
+    "django.request",
+    *(f"django.security.{name}" for name in (
+        "RequestDataTooBig", "TooManyFieldsSent", "TooManyFilesSent", "SuspiciousMultipartForm", "DisallowedHost",
+    )),
+]
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    "filters": {"one_line_refusals": {"()": "chatter.logging.OneLineRefusals"}},
     "formatters": {
         "plain": {
             "format": "{asctime} {levelname:<7} {name}: {message}",
@@ -272,7 +294,7 @@ LOGGING = {
         },
     },
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["one_line_refusals"]},
         **(
             {
                 "file": {
@@ -281,6 +303,7 @@ LOGGING = {
                     "maxBytes": 10 * 1024 * 1024,
                     "backupCount": 5,
                     "formatter": "plain",
+                    "filters": ["one_line_refusals"],
                     "encoding": "utf-8",
                 }
             }
@@ -292,5 +315,6 @@ LOGGING = {
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
         "axes": {"level": "WARNING"},
+        **{name: {"filters": ["one_line_refusals"]} for name in _REFUSAL_LOGGERS},
     },
 }

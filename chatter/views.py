@@ -19,8 +19,15 @@ ERRORS = {
 }
 
 
-def _error(request: HttpRequest, status: int) -> HttpResponse:
-    title, message = ERRORS[status]
+NOT_UTF8 = (
+    "Part of what was sent is not valid UTF-8 text, so it was refused and nothing was saved. "
+    "Reload the page and try again."
+)
+
+
+def _error(request: HttpRequest, status: int, message: str | None = None) -> HttpResponse:
+    title, default_message = ERRORS[status]
+    message = message or default_message
     context = {"status": status, "title": title, "message": message}
     if request.headers.get("HX-Request") == "true":
         response = render(request, "errors/error.html#error-banner", context, status=status)
@@ -33,6 +40,12 @@ def _error(request: HttpRequest, status: int) -> HttpResponse:
 @requires_csrf_token
 def bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
     return _error(request, 400)
+
+
+@requires_csrf_token
+def not_utf8(request: HttpRequest) -> HttpResponse:
+    """400 for input that is not UTF-8 (chatter.middleware.Utf8InputMiddleware)."""
+    return _error(request, 400, NOT_UTF8)
 
 
 @requires_csrf_token

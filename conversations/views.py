@@ -119,6 +119,7 @@ def _sse(event: str, data: str) -> str:
     return f"event: {event}\n" + "".join(f"data: {line}\n" for line in lines) + "\n"
 
 
+@require_GET
 async def reply_stream(request: HttpRequest, public_id: UUID, pk: int) -> StreamingHttpResponse:
     """Server-sent events for one reply: 'delta' events carry HTML-escaped text as it arrives;
     a final 'done' event carries the finished bubble, rendered server-side."""
@@ -146,6 +147,6 @@ async def reply_stream(request: HttpRequest, public_id: UUID, pk: int) -> Stream
         yield _sse("done", bubble)
 
     response = StreamingHttpResponse(events(), content_type="text/event-stream")
-    response["Cache-Control"] = "no-cache"
+    response["Cache-Control"] = "no-store, private"
     response["X-Accel-Buffering"] = "no"
     return response

@@ -58,16 +58,17 @@ class AsgiServer:
              "--port", str(self.port), *self.options],
             cwd=BASE_DIR, env=self.env,
         )
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"uvicorn exited with {self.process.returncode}")
             try:
-                requests.get(f"{self.url}/accounts/login/", timeout=1)
+                requests.get(f"{self.url}/accounts/login/", timeout=5)
                 return self
             except requests.ConnectionError:
-                time.sleep(0.1)
-        raise RuntimeError("uvicorn did not start within 30 seconds")
+                time.sleep(0.1)  # polling for the state "listening", bounded by the deadline
+        self.__exit__(None, None, None)  # never leave the process behind
+        raise RuntimeError("uvicorn did not start within 60 seconds")
 
     def __exit__(self, *exc_info) -> None:
         self.process.terminate()
