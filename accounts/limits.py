@@ -18,7 +18,7 @@ ACTIONS = "accounts.actions-per-ip"
 EMAILS = "accounts.emails-per-address"
 
 
-def _used_up(request: HttpRequest, *, group: str, rate: str, key: Callable) -> int | None:
+def seconds_to_wait(request: HttpRequest, *, group: str, rate: str, key: Callable | str) -> int | None:
     """Count this request; the seconds until the allowance renews when it is used up, else None."""
     usage = get_usage(request, group=group, key=key, rate=rate, increment=True)
     if usage is None or not usage["should_limit"]:
@@ -35,7 +35,7 @@ def refusal(request: HttpRequest, seconds: int) -> HttpResponse:
 
 def emails_to(request: HttpRequest, address: str) -> HttpResponse | None:
     """A 429 page when `address` has been sent too many emails lately, else None (and counted)."""
-    seconds = _used_up(
+    seconds = seconds_to_wait(
         request, group=EMAILS, rate=settings.RATE_LIMIT_EMAILS_PER_ADDRESS, key=lambda group, r: address.lower()
     )
     return refusal(request, seconds) if seconds else None
@@ -47,7 +47,7 @@ def actions_per_ip(view: Callable) -> Callable:
     @wraps(view)
     def wrapped(request: HttpRequest, *args, **kwargs) -> HttpResponse:
         if request.method == "POST":
-            seconds = _used_up(request, group=ACTIONS, rate=settings.RATE_LIMIT_ACTIONS_PER_IP, key="ip")
+            seconds = seconds_to_wait(request, group=ACTIONS, rate=settings.RATE_LIMIT_ACTIONS_PER_IP, key="ip")
             if seconds:
                 return refusal(request, seconds)
         return view(request, *args, **kwargs)

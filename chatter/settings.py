@@ -209,6 +209,10 @@ OLLAMA_BASE_URL = env.str("OLLAMA_BASE_URL", default="")
 
 # Conversations: the longest message a user may send, in characters.
 MESSAGE_MAX_LENGTH = env.int("MESSAGE_MAX_LENGTH", default=32_000)
+# Sending: at most this many messages per user (django-ratelimit in the cache: CACHE_URL shared
+# across workers), and at most this many replies being written at once per user.
+SEND_RATE_PER_USER = env.str("SEND_RATE_PER_USER", default="20/m")
+REPLIES_AT_ONCE_PER_USER = env.int("REPLIES_AT_ONCE_PER_USER", default=2)
 # The largest request body accepted, in bytes, on every URL: a larger one is refused with 413
 # before it is read (chatter.limits, in front of Django), and Django's own limit is the same.
 # The default fits the longest message sent the costliest way: htmx sends the form urlencoded,

@@ -1,6 +1,5 @@
 from django import forms
 from django.conf import settings
-from django.core.validators import MaxLengthValidator
 from django.db import transaction
 
 from aimodels.models import AIModel
@@ -29,17 +28,24 @@ class MessageForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.user = user
         self.conversation = conversation
-        limit = settings.MESSAGE_MAX_LENGTH
-        content = self.fields["content"]
-        content.validators = [*content.validators, MaxLengthValidator(limit)]
-        content.widget.attrs["maxlength"] = str(limit)
+        # No maxlength: a browser would cut a long paste silently. The page counts instead.
+        self.fields["content"].widget.attrs["data-max-length"] = str(settings.MESSAGE_MAX_LENGTH)
         if conversation is None:
-            self.fields["model"].queryset = AIModel.objects.active().order_by("-is_default", "name")
+            self.fields["model"].queryset = AIModel.objects.usable().order_by("-is_default", "name")
             self.fields["model"].required = True
-            default = AIModel.objects.active().filter(is_default=True).first()
+            default = AIModel.objects.usable().filter(is_default=True).first()
             self.fields["model"].initial = default
         else:
             del self.fields["model"]
+
+    def clean_content(self) -> str:
+        content, limit = self.cleaned_data["content"], settings.MESSAGE_MAX_LENGTH
+        if len(content) > limit:
+            raise forms.ValidationError(
+                f"This message is {len(content):,} characters; the limit is {limit:,}. Shorten it or split it up.",
+                code="max_length",
+            )
+        return content
 
     def clean(self) -> dict:
         data = super().clean()
@@ -50,6 +56,14 @@ class MessageForm(forms.Form):
             self.add_error(None, reason)
         elif self.conversation and self.conversation.messages.replying().exists():
             self.add_error(None, "A reply is still being written. Wait for it to finish, or press Stop.")
+        elif (writing := Message.objects.filter(conversation__user=self.user).replying().count()) >= (
+            most := settings.REPLIES_AT_ONCE_PER_USER
+        ):
+            self.add_error(
+                None,
+                f"{writing} of your replies are being written in other conversations; at most {most} at once. "
+                "Wait for one to finish, or stop one.",
+            )
         else:
             self._check_fits(model, data["content"])
         return data

@@ -11,6 +11,7 @@ from conversations import tokens
 TITLE_LENGTH = 80
 # A reply still "streaming" with no checkpoint for this long was cut off by a crashed worker.
 STALE_STREAM = timedelta(seconds=60)
+STOPPED = "Stopped."  # a reply's note when the user stopped it: a state, not an error
 
 
 class ConversationQuerySet(models.QuerySet):
@@ -132,6 +133,11 @@ class Message(models.Model):
     def is_stale(self) -> bool:
         """Left 'streaming' by a worker that died: shown as interrupted."""
         return self.status == self.Status.STREAMING and timezone.now() - self.updated_at > STALE_STREAM
+
+    @property
+    def was_stopped(self) -> bool:
+        """Stopped by the user: a state like any other, not an error."""
+        return self.error == STOPPED
 
     @property
     def display_status(self) -> str:

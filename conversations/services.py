@@ -17,13 +17,12 @@ from django.utils import timezone
 from aimodels.models import AIModel
 from aimodels.services import FailureKind, ProviderError, error_describe, reply_pieces
 from conversations.context import DEFAULT_MARGIN, ContextTooLong, select_context
-from conversations.models import Message
+from conversations.models import STOPPED, Message
 
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_SECONDS = 5.0
 STOP_POLL_SECONDS = 0.5
-STOPPED = "Stopped."
 CONNECTION_CLOSED = "The connection closed before the reply was finished."
 CUT_SHORT = "The reply broke off before it was finished."
 LENGTH_LIMIT = "The reply reached its length limit ({limit:,} tokens) and stops there."
@@ -58,9 +57,13 @@ class _Outcome:
 
 
 def _log_fields(reply: Message) -> str:
-    # Ids and the model's name only: never the key, the user's text or the model's text.
+    # Ids, the model's name and its endpoint's host only: never the key, the user's text or the
+    # model's text. The host is for whoever reads the log; users are never shown it.
     model = reply.model
-    return f"model={model.pk} model_name={model.name} conversation={reply.conversation.public_id} reply={reply.pk}"
+    return (
+        f"model={model.pk} model_name={model.name} host={model.endpoint_host} "
+        f"conversation={reply.conversation.public_id} reply={reply.pk}"
+    )
 
 
 def _outcome_log(reply: Message, outcome: _Outcome) -> None:

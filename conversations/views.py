@@ -3,7 +3,9 @@ from collections.abc import AsyncIterator
 from uuid import UUID
 
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.db.models import Q
+from django.template.defaultfilters import pluralize
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
@@ -11,6 +13,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRefresh
 
+from accounts import limits
 from conversations import services
 from conversations.forms import MessageForm
 from conversations.models import STALE_STREAM, Conversation, Message
@@ -57,10 +60,17 @@ def message_create(request: HttpRequest, public_id: UUID | None = None) -> HttpR
         )
     form = MessageForm(request.POST, user=request.user, conversation=conversation)
     if not form.is_valid():
-        # The text stays in the box, with the reason beside it; nothing was saved.
-        response = render(request, f"{PAGE}#composer", {"form": form, "conversation": conversation}, status=422)
-        response["HX-Retarget"] = "#composer"
-        response["HX-Reswap"] = "outerHTML"
+        return _composer_refused(request, form, conversation, status=422)
+    if wait := limits.seconds_to_wait(
+        request, group="conversations.send", rate=settings.SEND_RATE_PER_USER, key=lambda group, r: str(r.user.pk)
+    ):
+        form.add_error(
+            None,
+            f"You are sending messages faster than chatter allows ({_rate_words(settings.SEND_RATE_PER_USER)}). "
+            f"You can send again in {wait} second{pluralize(wait)}; your text is kept.",
+        )
+        response = _composer_refused(request, form, conversation, status=429)
+        response["Retry-After"] = str(wait)
         return response
     question, reply = form.save()
     context = {
@@ -72,6 +82,22 @@ def message_create(request: HttpRequest, public_id: UUID | None = None) -> HttpR
     if conversation is None:
         response["HX-Push-Url"] = form.conversation.get_absolute_url()
     return response
+
+
+def _composer_refused(request: HttpRequest, form: MessageForm, conversation: Conversation | None, *, status: int):
+    """The composer again, with the text in the box and the reason beside it; nothing was saved."""
+    response = render(request, f"{PAGE}#composer", {"form": form, "conversation": conversation}, status=status)
+    response["HX-Retarget"] = "#composer"
+    response["HX-Reswap"] = "outerHTML"
+    return response
+
+
+def _rate_words(rate: str) -> str:
+    """"20/m" -> "20 messages a minute"."""
+    count, period = rate.split("/")
+    unit = {"s": "second", "m": "minute", "h": "hour", "d": "day"}.get(period[-1:], period)
+    every = f"every {period[:-1]} {unit}s" if period[:-1] else f"a {unit}"
+    return f"{count} messages {every}"
 
 
 def _reply_for(request: HttpRequest, public_id: UUID, pk: int) -> Message:

@@ -111,3 +111,46 @@ def test_stop_then_retry_in_the_browser(page: Page, asgi_server, browser_user, c
     final = page.locator("article.bubble.assistant.status-complete")
     expect(final.locator("strong")).to_have_text("answer", timeout=10_000)
     expect(page.locator("article.bubble")).to_have_count(2)
+
+
+def test_the_box_counts_near_the_limit_and_refuses_more_without_cutting(page: Page, asgi_server, browser_user, chat_model):
+    log_in(page, asgi_server, browser_user)
+    box = page.get_by_label("Message")
+    counter = page.locator("#char-count")
+
+    box.fill("a" * 31_000)
+    expect(counter).to_have_text("31,000 / 32,000 characters")
+    box.fill("a" * 40_000)  # a long paste: nothing is cut
+
+    expect(counter).to_have_text("40,000 / 32,000 characters: 8,000 too many")
+    expect(page.get_by_role("button", name="Send")).to_be_disabled()
+    box.press("Enter")
+    expect(box).to_have_value("a" * 40_000)
+    expect(page.locator("article.bubble")).to_have_count(0)
+    box.fill("short again")
+    expect(counter).to_be_hidden()
+    expect(page.get_by_role("button", name="Send")).to_be_enabled()
+
+
+def test_send_becomes_stop_and_esc_stops_the_reply_keeping_what_is_typed(
+    page: Page, asgi_server, browser_user, chat_model, fake_upstream, tmp_path
+):
+    fake_upstream.script(FakeReply(text=" ".join(f"word{n}" for n in range(400)), delay=0.05))
+    log_in(page, asgi_server, browser_user)
+    box = page.get_by_label("Message")
+    box.fill("Talk for a while")
+    box.press("Enter")
+    expect(page.locator("article.bubble.assistant .stream .content")).to_contain_text("word2")
+    expect(page.locator("#composer").get_by_role("button", name="Stop")).to_be_visible()
+    expect(page.locator("#composer").get_by_role("button", name="Send")).to_be_hidden()
+    expect(box).to_be_focused()
+    box.type("next question")
+
+    page.keyboard.press("Escape")
+
+    stopped = page.locator("article.bubble.assistant.status-interrupted")
+    expect(stopped.locator(".note.stopped")).to_have_text("Stopped.")
+    expect(stopped.locator(".problem")).to_have_count(0)
+    expect(page.locator("#composer").get_by_role("button", name="Send")).to_be_visible()
+    expect(box).to_have_value("next question")
+    page.screenshot(path=str(tmp_path / "stopped.png"))

@@ -1,4 +1,5 @@
 import html
+import re
 from datetime import timedelta
 
 import pytest
@@ -220,8 +221,17 @@ def test_too_long_message_is_refused_and_kept_in_the_box(signed_in, conversation
     assert response.status_code == 422
     form = BeautifulSoup(response.content, "html.parser").find("form", id="composer")
     assert form.textarea.text.strip() == text
-    assert "at most 20 characters" in form.text
+    assert "This message is 21 characters; the limit is 20." in form.text
     assert not Message.objects.exists()
+
+
+@pytest.mark.django_db
+def test_the_box_has_no_maxlength_that_would_cut_a_paste_silently(signed_in, conversation, settings):
+    page = BeautifulSoup(signed_in.get(conversation.get_absolute_url()).content, "html.parser")
+
+    box = page.find("textarea", attrs={"name": "content"})
+    assert not box.has_attr("maxlength")
+    assert box["data-max-length"] == str(settings.MESSAGE_MAX_LENGTH)
 
 
 @pytest.mark.django_db
@@ -338,3 +348,51 @@ def test_stop_of_a_pending_reply_marks_it_stopped(signed_in, conversation):
 
     reply.refresh_from_db()
     assert (reply.status, reply.error, reply.stop_requested) == ("failed", "Stopped.", True)
+
+
+# Limits ----------------------------------------------------------------------------------------
+@pytest.mark.django_db
+def test_sending_faster_than_the_rate_is_refused_with_the_wait_and_the_text_kept(signed_in, conversation, settings):
+    settings.SEND_RATE_PER_USER = "2/m"
+    for n in range(2):
+        signed_in.post(send_url(conversation), {"content": f"hello {n}"}, headers=HTMX)
+        Message.objects.filter(status=Message.Status.PENDING).update(status=Message.Status.COMPLETE)
+
+    response = signed_in.post(send_url(conversation), {"content": "one more"}, headers=HTMX)
+
+    assert response.status_code == 429
+    assert 0 < int(response["Retry-After"]) <= 60
+    body = html.unescape(response.content.decode())
+    assert "faster than chatter allows (2 messages a minute)" in body
+    assert re.search(r"You can send again in \d+ seconds?; your text is kept", body)
+    assert "one more" in body
+    assert response["HX-Retarget"] == "#composer"
+    assert Message.objects.filter(role=Message.Role.USER).count() == 2
+
+
+@pytest.mark.django_db
+def test_the_send_rate_is_per_user(signed_in, conversation, chat_model, settings):
+    settings.SEND_RATE_PER_USER = "1/m"
+    signed_in.post(send_url(conversation), {"content": "mine"}, headers=HTMX)
+    other = UserFactory()
+    signed_in.force_login(other)
+
+    response = signed_in.post(send_url(ConversationFactory(user=other, model=chat_model)), {"content": "theirs"}, headers=HTMX)
+
+    assert response.status_code == 200
+
+
+@pytest.mark.django_db
+def test_at_most_the_set_number_of_replies_are_written_at_once_per_user(signed_in, user, chat_model, settings):
+    settings.REPLIES_AT_ONCE_PER_USER = 2
+    first, second, third = (ConversationFactory(user=user, model=chat_model) for _ in range(3))
+    for conversation in (first, second):
+        assert signed_in.post(send_url(conversation), {"content": "go"}, headers=HTMX).status_code == 200
+
+    response = signed_in.post(send_url(third), {"content": "and this"}, headers=HTMX)
+
+    assert response.status_code == 422
+    body = html.unescape(response.content.decode())
+    assert "2 of your replies are being written in other conversations; at most 2 at once" in body
+    assert "and this" in body
+    assert not third.messages.exists()
