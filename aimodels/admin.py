@@ -1,10 +1,11 @@
 from django.contrib import admin, messages
 from django.contrib.admin.actions import delete_selected as django_delete_selected
 from django.contrib.admin.utils import flatten_fieldsets, unquote
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import ProtectedError, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
-from django.urls import reverse
+from django.urls import path, reverse
+from django.views.decorators.http import require_POST
 
 from accounts.admin import StaffAccessMixin
 from aimodels.forms import AIModelForm
@@ -18,12 +19,35 @@ def _refusal(model: AIModel, reasons: list[str]) -> str:
     return f"“{model}” cannot be deleted: {'; '.join(reasons)}."
 
 
+class KeySetFilter(admin.SimpleListFilter):
+    """Whether each model's API key variable is set in the server's environment: a model whose
+    key is missing is not offered in the chat (AIModel.objects.usable())."""
+
+    title = "key set"
+    parameter_name = "key"
+
+    def lookups(self, request, model_admin):
+        return [("set", "Set"), ("missing", "Not set"), ("none", "No key needed")]
+
+    def queryset(self, request, queryset):
+        match self.value():
+            case "set":
+                return queryset.key_set()
+            case "missing":
+                return queryset.key_missing()
+            case "none":
+                return queryset.filter(api_key_env="")
+        return queryset
+
+
 @admin.register(AIModel)
 class AIModelAdmin(StaffAccessMixin, admin.ModelAdmin):
     form = AIModelForm
-    list_display = ("name", "provider", "deployment_name", "is_default", "is_active", "version", "updated_at")
+    list_display = (
+        "name", "provider", "deployment_name", "is_default", "is_active", "key_set", "version", "updated_at"
+    )
     list_display_links = ("name",)
-    list_filter = ("provider", "is_active", "is_default", "is_reasoning", "supports_streaming")
+    list_filter = ("provider", "is_active", KeySetFilter, "is_default", "is_reasoning", "supports_streaming")
     search_fields = ("name", "deployment_name", "api_endpoint", "description")
     readonly_fields = ("api_key_status", "created_at", "updated_at")
     actions = ["make_default", "test_connection", "import_models", "delete_selected"]
@@ -56,6 +80,11 @@ class AIModelAdmin(StaffAccessMixin, admin.ModelAdmin):
         if fields is not None:
             kwargs["fields"] = [name for name in fields if name != "version"]
         return super().get_form(request, obj, change, **kwargs)
+
+    @admin.display(boolean=True, description="Key set")
+    def key_set(self, obj: AIModel) -> bool | None:
+        """Yes, no, or (for a keyless local server) neither: no key is needed."""
+        return obj.api_key_is_set if obj.api_key_env else None
 
     @admin.display(description="API key")
     def api_key_status(self, obj: AIModel) -> str:
@@ -121,44 +150,92 @@ class AIModelAdmin(StaffAccessMixin, admin.ModelAdmin):
             self.message_user(request, f"Test at most {MAX_TESTED_AT_ONCE} models at a time.", messages.ERROR)
             return
         for model in models:
-            try:
-                check = connection_test(model=model)
-            except ProviderError as failure:
-                self.message_user(request, f"“{model}” failed: {failure.message}", messages.ERROR)
-            else:
-                replied = f" and replied “{check.reply}”" if check.reply else ""
-                self.message_user(
-                    request, f"“{model}” answered in {check.latency_ms} ms{replied}.", messages.SUCCESS
-                )
+            self._connection_report(request, model)
 
     @admin.action(description="Import models from endpoint")
     def import_models(self, request: HttpRequest, queryset: QuerySet[AIModel]) -> None:
         for source in queryset:
-            if source.provider != AIModel.Provider.OPENAI_COMPATIBLE:
-                self.message_user(
-                    request,
-                    f"“{source}” is not on an OpenAI-compatible server; models are imported from those only.",
-                    messages.WARNING,
-                )
-                continue
-            try:
-                created, skipped = endpoint_models_import(source=source)
-            except ProviderError as failure:
-                self.message_user(request, f"Import from “{source}” failed: {failure.message}", messages.ERROR)
-                continue
-            if created:
-                names = ", ".join(m.name for m in created)
-                self.message_user(
-                    request,
-                    f"Imported {len(created)} new model{'s' if len(created) != 1 else ''} from {source.api_endpoint}: "
-                    f"{names}. They are inactive: check each one, then activate it.",
-                    messages.SUCCESS,
-                )
-            else:
-                self.message_user(request, f"No new models at {source.api_endpoint}.", messages.INFO)
-            if skipped:
-                self.message_user(
-                    request,
-                    f"Skipped ids that break the naming rules: {', '.join(skipped)}.",
-                    messages.WARNING,
-                )
+            self._import_report(request, source)
+
+    def _connection_report(self, request: HttpRequest, model: AIModel) -> None:
+        try:
+            check = connection_test(model=model)
+        except ProviderError as failure:
+            self.message_user(request, f"“{model}” failed: {failure.message}", messages.ERROR)
+        else:
+            replied = f" and replied “{check.reply}”" if check.reply else ""
+            self.message_user(request, f"“{model}” answered in {check.latency_ms} ms{replied}.", messages.SUCCESS)
+
+    def _import_report(self, request: HttpRequest, source: AIModel) -> None:
+        if source.provider != AIModel.Provider.OPENAI_COMPATIBLE:
+            self.message_user(
+                request,
+                f"“{source}” is not on an OpenAI-compatible server; models are imported from those only.",
+                messages.WARNING,
+            )
+            return
+        try:
+            created, skipped = endpoint_models_import(source=source)
+        except ProviderError as failure:
+            self.message_user(request, f"Import from “{source}” failed: {failure.message}", messages.ERROR)
+            return
+        if created:
+            names = ", ".join(m.name for m in created)
+            self.message_user(
+                request,
+                f"Imported {len(created)} new model{'s' if len(created) != 1 else ''} from {source.api_endpoint}: "
+                f"{names}. They are inactive: check each one, then activate it.",
+                messages.SUCCESS,
+            )
+        else:
+            self.message_user(request, f"No new models at {source.api_endpoint}.", messages.INFO)
+        if skipped:
+            self.message_user(
+                request, f"Skipped ids that break the naming rules: {', '.join(skipped)}.", messages.WARNING
+            )
+
+    # The same two, as buttons on the change page (POST, then back with a message) ------------
+    def get_urls(self):
+        # admin_view: staff only, CSRF-protected; require_POST: a GET (a prefetch, a link) acts on nothing.
+        tools = [
+            path(
+                "<path:object_id>/test-connection/",
+                self.admin_site.admin_view(require_POST(self.connection_test_view)),
+                name="aimodels_aimodel_test_connection",
+            ),
+            path(
+                "<path:object_id>/import-models/",
+                self.admin_site.admin_view(require_POST(self.models_import_view)),
+                name="aimodels_aimodel_import_models",
+            ),
+        ]
+        return tools + super().get_urls()
+
+    def change_view(self, request: HttpRequest, object_id, form_url="", extra_context=None) -> HttpResponse:
+        obj = self.get_object(request, unquote(object_id))
+        tools = {}
+        if obj is not None:
+            tools["connection_test_url"] = reverse("admin:aimodels_aimodel_test_connection", args=[obj.pk])
+            if obj.provider == AIModel.Provider.OPENAI_COMPATIBLE and self.has_add_permission(request):
+                tools["models_import_url"] = reverse("admin:aimodels_aimodel_import_models", args=[obj.pk])
+        return super().change_view(request, object_id, form_url, {**(extra_context or {}), **tools})
+
+    def connection_test_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """Test the saved settings of one model, then back to its page with the result."""
+        obj = self.get_object(request, unquote(object_id))
+        if obj is None:
+            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+        if not self.has_view_permission(request, obj):
+            raise PermissionDenied
+        self._connection_report(request, obj)
+        return HttpResponseRedirect(reverse("admin:aimodels_aimodel_change", args=[obj.pk]))
+
+    def models_import_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """Import the models the model's endpoint lists, then back to its page with the result."""
+        obj = self.get_object(request, unquote(object_id))
+        if obj is None:
+            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        self._import_report(request, obj)
+        return HttpResponseRedirect(reverse("admin:aimodels_aimodel_change", args=[obj.pk]))

@@ -1,6 +1,7 @@
 import os
 import re
 from decimal import Decimal
+from urllib.parse import urlsplit
 
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
@@ -10,12 +11,16 @@ from django.db.models.functions import Lower
 from django.utils import timezone
 
 from aimodels.validators import (
+    CONTEXT_MARGIN,
+    ENV_NAME_RE,
+    MIN_PROMPT_TOKENS,
     validate_api_endpoint,
     validate_api_key_env,
     validate_api_version,
     validate_deployment_name,
     validate_name,
     validate_plain_text,
+    validate_token_budget,
 )
 
 MAX_CONTEXT_WINDOW = 2_000_000
@@ -38,10 +43,28 @@ class EditConflict(Exception):
         super().__init__(message)
 
 
+def _set_key_variables() -> list[str]:
+    """The names of the environment variables that could hold a key and are set (not empty)."""
+    return [name for name, value in os.environ.items() if value and re.match(ENV_NAME_RE, name)]
+
+
 class AIModelQuerySet(models.QuerySet):
     def active(self) -> "AIModelQuerySet":
-        """The models offered in the chat."""
+        """The models an admin has switched on."""
         return self.filter(is_active=True)
+
+    def key_set(self) -> "AIModelQuerySet":
+        """The models whose API key variable is set in this process's environment (read now)."""
+        return self.exclude(api_key_env="").filter(api_key_env__in=_set_key_variables())
+
+    def key_missing(self) -> "AIModelQuerySet":
+        """The models that name an API key variable which is not set in this process's environment."""
+        return self.exclude(api_key_env="").exclude(api_key_env__in=_set_key_variables())
+
+    def usable(self) -> "AIModelQuerySet":
+        """The models offered in the chat: active, and keyless or with their key variable set
+        (the environment is read when this is called, as unusable_reason reads it)."""
+        return self.active().filter(Q(api_key_env="") | Q(api_key_env__in=_set_key_variables()))
 
     def delete(self):
         # A bulk delete (the admin's "Delete selected") obeys the same rules as one delete.
@@ -123,14 +146,16 @@ class AIModel(models.Model):
     context_window = models.PositiveIntegerField(
         default=128_000,
         validators=[MinValueValidator(1), MaxValueValidator(MAX_CONTEXT_WINDOW)],
-        help_text="How many tokens the model reads at once, prompt and reply together (1 to 2,000,000). "
-        "Older messages are left out of the context to fit.",
+        help_text=f"How many tokens the model reads at once, prompt and reply together "
+        f"({CONTEXT_MARGIN + MIN_PROMPT_TOKENS + 1:,} to {MAX_CONTEXT_WINDOW:,}). Older messages are left out of "
+        "the context to fit.",
     )
     max_completion_tokens = models.PositiveIntegerField(
         "max reply tokens",
         default=4096,
         validators=[MinValueValidator(1), MaxValueValidator(MAX_CONTEXT_WINDOW - 1)],
-        help_text="The longest reply requested, in tokens: at least 1 and less than the context window.",
+        help_text=f"The longest reply requested, in tokens: at least 1. The context window must hold it, the "
+        f"{CONTEXT_MARGIN} tokens the chat keeps spare and a prompt of at least {MIN_PROMPT_TOKENS} tokens.",
     )
     is_reasoning = models.BooleanField(
         "reasoning model",
@@ -237,7 +262,7 @@ class AIModel(models.Model):
 
     # Validation ---------------------------------------------------------------------------
     def clean(self) -> None:
-        errors: dict[str, str] = {}
+        errors: dict[str, str | list[str]] = {}
         self.api_endpoint = (self.api_endpoint or "").strip().rstrip("/")
         if self.provider in (self.Provider.AZURE, self.Provider.OPENAI_COMPATIBLE) and not self.api_endpoint:
             errors["api_endpoint"] = "Required for Azure and OpenAI-compatible servers."
@@ -257,14 +282,13 @@ class AIModel(models.Model):
         if self.provider in (self.Provider.OPENAI, self.Provider.AZURE) and not self.api_key_env:
             errors["api_key_env"] = "Required for OpenAI and Azure models (only local servers may need no key)."
         window_valid = isinstance(self.context_window, int) and 1 <= self.context_window <= MAX_CONTEXT_WINDOW
-        if (
-            window_valid
-            and isinstance(self.max_completion_tokens, int)
-            and self.max_completion_tokens >= self.context_window
-        ):
-            errors["max_completion_tokens"] = (
-                f"Must be less than the context window ({self.context_window:,} tokens), leaving room for the prompt."
-            )
+        if window_valid and isinstance(self.max_completion_tokens, int):
+            try:
+                validate_token_budget(
+                    context_window=self.context_window, max_completion_tokens=self.max_completion_tokens
+                )
+            except ValidationError as error:
+                errors.update(error.message_dict)
         if self.is_default and not self.is_active:
             errors["is_default"] = "The default model must be active."
         if errors:
@@ -374,6 +398,16 @@ class AIModel(models.Model):
                 "Ask an admin, or pick another model."
             )
         return ""
+
+    @property
+    def endpoint_url(self) -> str:
+        """The URL requests go to: the configured endpoint, or OpenAI's public API."""
+        return self.api_endpoint or OPENAI_PUBLIC_ENDPOINT
+
+    @property
+    def endpoint_host(self) -> str:
+        """host[:port] of the endpoint, for log lines and staff (never for a user's eyes)."""
+        return urlsplit(self.endpoint_url).netloc.rpartition("@")[2]
 
     @property
     def api_key_is_set(self) -> bool:

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from enum import StrEnum
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx2
 import openai
@@ -295,8 +294,11 @@ def _request_id_of(error: BaseException) -> str | None:
 
 # Errors --------------------------------------------------------------------------------------
 def _provider_label(model: AIModel) -> str:
+    """Who serves the model, as users may read it: the provider's name, or for a server of our
+    own "the server behind <model>". Never the endpoint's host, port or URL: users have no use
+    for an internal address (the log line and the admin's messages carry it)."""
     if model.provider == AIModel.Provider.OPENAI_COMPATIBLE:
-        return f"The server at {urlsplit(model.api_endpoint).netloc or model.api_endpoint}"
+        return f"the server behind {model.name}"
     return model.get_provider_display()
 
 
@@ -375,35 +377,40 @@ def error_describe(*, error: BaseException, model: AIModel) -> ProviderError:
     if isinstance(error, ProviderError):
         return error
     who = _provider_label(model)
+    Who = who[:1].upper() + who[1:]  # the label at the start of a sentence
     name = model.name
+    compatible = model.provider == AIModel.Provider.OPENAI_COMPATIBLE
+    # "OpenAI for gpt-4o", but "the server behind local" (which names the model already).
+    target = who if compatible else f"{who} for {name}"
     match error:
         case openai.AuthenticationError():
             where = f" (from {model.api_key_env})" if model.api_key_env else ""
             described = ProviderError(
-                f"{who} rejected the API key for {name}{where}. Check that the key is valid and may use this model.",
+                f"{Who} rejected the API key for {name}{where}. Check that the key is valid and may use this model.",
                 kind=FailureKind.AUTH,
             )
         case openai.PermissionDeniedError():
             what = "deployment" if model.provider == AIModel.Provider.AZURE else "model"
             if model.api_key_env:
                 denied = (
-                    f"{who} refused access to {name}: the API key (from {model.api_key_env}) was accepted, but it "
+                    f"{Who} refused access to {name}: the API key (from {model.api_key_env}) was accepted, but it "
                     f"is not allowed to use the {what} “{model.deployment_name}”."
                 )
             else:
-                denied = f"{who} refused access to the {what} “{model.deployment_name}” used by {name}."
+                denied = f"{Who} refused access to the {what} “{model.deployment_name}” used by {name}."
             described = ProviderError(
                 f"{denied} The provider said: {_provider_message(error)}", kind=FailureKind.PERMISSION
             )
         case openai.RateLimitError() if error.code == "insufficient_quota":
             described = ProviderError(
-                f"The {who} account behind {name} has run out of credit or quota.", kind=FailureKind.QUOTA
+                f"{'The' if compatible else f'The {who}'} account behind {name} has run out of credit or quota.",
+                kind=FailureKind.QUOTA,
             )
         case openai.RateLimitError():
             seconds = _retry_after(error.response)
             when = f"in {seconds} second{'s' if seconds != 1 else ''}" if seconds else "in a moment"
             described = ProviderError(
-                f"{who} is limiting how fast {name} can be used. Try again {when}.",
+                f"{Who} is limiting how fast {name} can be used. Try again {when}.",
                 kind=FailureKind.RATE_LIMIT,
                 retry_after=seconds,
             )
@@ -415,7 +422,7 @@ def error_describe(*, error: BaseException, model: AIModel) -> ProviderError:
         case openai.NotFoundError():
             what = "deployment" if model.provider == AIModel.Provider.AZURE else "model"
             described = ProviderError(
-                f"{who} has no {what} named “{model.deployment_name}” (used by {name}), or the endpoint URL is wrong.",
+                f"{Who} has no {what} named “{model.deployment_name}” (used by {name}), or the endpoint URL is wrong.",
                 kind=FailureKind.NOT_FOUND,
             )
         case openai.APITimeoutError():
@@ -423,13 +430,12 @@ def error_describe(*, error: BaseException, model: AIModel) -> ProviderError:
             phase = "connect" if isinstance(error.__cause__, httpx2.ConnectTimeout) else "read"
             seconds = limits.get(phase)
             within = f" within {seconds:g} seconds" if isinstance(seconds, (int, float)) else " in time"
-            described = ProviderError(f"{who} did not answer{within}. Try again later.", kind=FailureKind.TIMEOUT)
+            described = ProviderError(f"{Who} did not answer{within}. Try again later.", kind=FailureKind.TIMEOUT)
         case openai.APIConnectionError() if isinstance(error.__cause__, httpx2.ConnectError):
-            url = urlsplit(str(error.request.url)) if error.request is not None else None
             kind, why = _connect_failure(error.__cause__)
             if kind == FailureKind.UNKNOWN_HOST:
-                why = f"the host name “{url.hostname if url else ''}” could not be found (the DNS lookup failed)."
-            described = ProviderError(f"Could not connect to {url.netloc if url else who} for {name}: {why}", kind=kind)
+                why = "the endpoint's host name could not be found (the DNS lookup failed)."
+            described = ProviderError(f"Could not connect to {target}: {why}", kind=kind)
         case openai.APIConnectionError():
             described = ProviderError(
                 f"The connection to {who} broke off before the reply was complete. Try again.",
@@ -437,24 +443,24 @@ def error_describe(*, error: BaseException, model: AIModel) -> ProviderError:
             )
         case openai.BadRequestError() | openai.UnprocessableEntityError():
             described = ProviderError(
-                f"{who} refused the request for {name}: {_provider_message(error)}", kind=FailureKind.BAD_REQUEST
+                f"{Who} refused the request for {name}: {_provider_message(error)}", kind=FailureKind.BAD_REQUEST
             )
         case openai.APIStatusError() if error.status_code >= 500:
             described = ProviderError(
-                f"{who} had an internal error (HTTP {error.status_code}). Try again in a moment.",
+                f"{Who} had an internal error (HTTP {error.status_code}). Try again in a moment.",
                 kind=FailureKind.SERVER,
             )
         case openai.APIStatusError():
             described = ProviderError(
-                f"{who} answered with an error (HTTP {error.status_code}): {_provider_message(error)}",
+                f"{Who} answered with an error (HTTP {error.status_code}): {_provider_message(error)}",
                 kind=FailureKind.OTHER,
             )
         case openai.APIError():
             described = ProviderError(
-                f"{who} reported an error during the reply: {_provider_message(error)}", kind=FailureKind.STREAM
+                f"{Who} reported an error during the reply: {_provider_message(error)}", kind=FailureKind.STREAM
             )
         case _:
-            described = ProviderError(f"Something went wrong talking to {who} for {name}.", kind=FailureKind.OTHER)
+            described = ProviderError(f"Something went wrong talking to {target}.", kind=FailureKind.OTHER)
     described.message = _scrub(described.message, model)
     described.args = (described.message,)
     described.status = error.status_code if isinstance(error, openai.APIStatusError) else None
@@ -465,10 +471,15 @@ def error_describe(*, error: BaseException, model: AIModel) -> ProviderError:
 
 def _admin_failure(error: Exception, model: AIModel) -> ProviderError:
     """error_describe for the admin's helpers, which catch everything: an error that is not the
-    provider's is logged (the chat logs its failures itself)."""
+    provider's is logged (the chat logs its failures itself). Staff read these messages, so a
+    failure of a request names the endpoint it went to, which users' messages never do."""
     if not isinstance(error, (ProviderError, openai.APIError)):
         logger.warning("Unexpected %s from the provider of AI model %s", type(error).__name__, model.pk)
-    return error_describe(error=error, model=model)
+    described = error_describe(error=error, model=model)
+    if not isinstance(error, ProviderError):  # a request was sent (a missing key stops it before)
+        described.message = f"{described.message} (Endpoint: {model.endpoint_url})"
+        described.args = (described.message,)
+    return described
 
 
 # Admin work ----------------------------------------------------------------------------------

@@ -101,3 +101,53 @@ def validate_plain_text(value: str) -> None:
     """No control characters other than tab and line breaks."""
     if any(ord(c) < 32 and c not in "\t\n\r" or ord(c) == 127 for c in value):
         raise ValidationError("Use plain text without control characters.", code="control_characters")
+
+
+# The token budget of one request ------------------------------------------------------------
+# What the chat keeps free in every request on top of the reply's reservation (conversations.context
+# uses this number). Token counts are exact for the models tiktoken knows, but OpenAI calls its
+# formula an estimate that may change between model versions, providers may add a few tokens of their
+# own, and models tiktoken does not know (local models behind an OpenAI-compatible API) are counted
+# with o200k_base, which is close but not their tokenizer. 256 tokens is under 0.2% of a 128k window
+# and about 6% of a 4k one: enough for the drift, cheap everywhere.
+CONTEXT_MARGIN = 256
+# The smallest prompt (system prompt, messages and reply priming) a model's window must leave room
+# for once the reply and the margin are set aside: below this a model cannot take a real message.
+MIN_PROMPT_TOKENS = 256
+
+
+def validate_token_budget(*, context_window: int, max_completion_tokens: int) -> None:
+    """The context window holds the longest reply, the chat's margin and a prompt of at least
+    MIN_PROMPT_TOKENS. The error goes beside the field to change, with the numbers: the window when
+    it is too small for any reply, otherwise the reply limit."""
+    reserved = CONTEXT_MARGIN + MIN_PROMPT_TOKENS
+    if context_window - reserved < 1:
+        raise ValidationError(
+            {
+                "context_window": ValidationError(
+                    "At least %(smallest)s tokens: the chat keeps %(margin)s tokens spare in every request and "
+                    "needs room for a prompt of at least %(prompt)s tokens and a reply of at least 1.",
+                    code="window_too_small",
+                    params={"smallest": f"{reserved + 1:,}", "margin": CONTEXT_MARGIN, "prompt": MIN_PROMPT_TOKENS},
+                )
+            }
+        )
+    most = context_window - reserved
+    if max_completion_tokens > most:
+        raise ValidationError(
+            {
+                "max_completion_tokens": ValidationError(
+                    "At most %(most)s with a context window of %(window)s tokens: the window must hold the reply, "
+                    "the %(margin)s tokens the chat keeps spare and a prompt of at least %(prompt)s tokens. Lower "
+                    "the reply limit, or raise the context window to at least %(needed)s.",
+                    code="no_room_for_prompt",
+                    params={
+                        "most": f"{most:,}",
+                        "window": f"{context_window:,}",
+                        "margin": CONTEXT_MARGIN,
+                        "prompt": MIN_PROMPT_TOKENS,
+                        "needed": f"{max_completion_tokens + reserved:,}",
+                    },
+                )
+            }
+        )

@@ -12,6 +12,7 @@ from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
+from aimodels.validators import CONTEXT_MARGIN
 from conversations.tokens import REPLY_PRIMING
 
 __all__ = ["DEFAULT_MARGIN", "ContextPlan", "ContextTooLong", "select_context"]
@@ -23,7 +24,7 @@ __all__ = ["DEFAULT_MARGIN", "ContextPlan", "ContextTooLong", "select_context"]
 # o200k_base, which is close but not their tokenizer. 256 tokens is under 0.2% of a 128k window and
 # about 6% of a 4k one: enough for the framing drift, cheap everywhere. Pass a larger margin for models
 # whose tokenizer differs from the one they are counted with.
-DEFAULT_MARGIN: Final = 256
+DEFAULT_MARGIN: Final = CONTEXT_MARGIN  # defined, with its reasons, in aimodels.validators
 
 
 class ContextTooLong(Exception):

@@ -31,9 +31,9 @@ class MessageForm(forms.Form):
         # No maxlength: a browser would cut a long paste silently. The page counts instead.
         self.fields["content"].widget.attrs["data-max-length"] = str(settings.MESSAGE_MAX_LENGTH)
         if conversation is None:
-            self.fields["model"].queryset = AIModel.objects.active().order_by("-is_default", "name")
+            self.fields["model"].queryset = AIModel.objects.usable().order_by("-is_default", "name")
             self.fields["model"].required = True
-            default = AIModel.objects.active().filter(is_default=True).first()
+            default = AIModel.objects.usable().filter(is_default=True).first()
             self.fields["model"].initial = default
         else:
             del self.fields["model"]

@@ -3,7 +3,9 @@
 import re
 
 import pytest
+from bs4 import BeautifulSoup
 from django.contrib.messages import get_messages
+from django.test import Client
 from django.urls import reverse
 
 from accounts.tests.factories import UserFactory
@@ -80,7 +82,9 @@ def test_the_list_shows_the_models_with_their_columns(staff_client):
     assert response.status_code == 200
     content = response.content.decode()
     headers = re.findall(r'<th scope="col" class="[^"]*column-(\w+)', content)
-    assert headers == ["name", "provider", "deployment_name", "is_default", "is_active", "version", "updated_at"]
+    assert headers == [
+        "name", "provider", "deployment_name", "is_default", "is_active", "key_set", "version", "updated_at"
+    ]
     assert [m.name for m in response.context["cl"].result_list] == ["gpt-4o-mini", "local-llama"]
     assert "llama3.2:3b" in content
 
@@ -97,7 +101,7 @@ def test_the_list_filters_by_provider_and_searches_deployments(staff_client):
     assert [m.name for m in by_provider.context["cl"].result_list] == ["azure-one"]
     assert [m.name for m in by_search.context["cl"].result_list] == ["local"]
     filters = [spec.title for spec in by_provider.context["cl"].filter_specs]
-    assert filters == ["provider", "active", "default", "reasoning model", "supports streaming"]
+    assert filters == ["provider", "active", "key set", "default", "reasoning model", "supports streaming"]
 
 
 @pytest.mark.django_db
@@ -309,7 +313,7 @@ def test_test_connection_reports_the_providers_error_in_plain_words(staff_client
 
     assert messages_of(response) == [
         "“az” failed: Azure OpenAI has no deployment named “gpt-4o-mini-prod” (used by az), or the endpoint URL is "
-        "wrong."
+        f"wrong. (Endpoint: {fake_upstream.azure_endpoint})"
     ]
     assert fake_upstream.last.query == {"api-version": "2024-10-21"}
 
@@ -395,8 +399,8 @@ def test_import_reports_the_endpoints_error(staff_client, fake_upstream):
     response = run_action(staff_client, "import_models", source)
 
     assert messages_of(response) == [
-        f"Import from “local” failed: The server at 127.0.0.1:{fake_upstream.port} had an internal error (HTTP 500). "
-        "Try again in a moment."
+        "Import from “local” failed: The server behind local had an internal error (HTTP 500). Try again in a moment. "
+        f"(Endpoint: {fake_upstream.openai_base_url})"
     ]
     assert AIModel.objects.count() == 1
 
@@ -411,3 +415,205 @@ def test_import_skips_models_not_on_a_compatible_server(staff_client, fake_upstr
         "“cloud” is not on an OpenAI-compatible server; models are imported from those only."
     ]
     assert not fake_upstream.requests
+
+
+# The key, in the list --------------------------------------------------------------------------
+KEY_VARIABLE = "CHATTER_ADMIN_TEST_KEY"
+
+
+@pytest.fixture
+def keys_for_the_list(monkeypatch):
+    """Three models: one whose key variable is set, one whose is not, one that needs none."""
+    monkeypatch.setenv(KEY_VARIABLE, "sk-admin-list-test")
+    monkeypatch.delenv("CHATTER_ADMIN_TEST_UNSET", raising=False)
+    return {
+        "a-set": AIModelFactory(name="a-set", api_key_env=KEY_VARIABLE),
+        "b-missing": AIModelFactory(name="b-missing", api_key_env="CHATTER_ADMIN_TEST_UNSET"),
+        "c-keyless": AIModelFactory(name="c-keyless", compatible=True),
+    }
+
+
+@pytest.mark.django_db
+def test_the_list_flags_each_models_key_as_set_not_set_or_not_needed(staff_client, keys_for_the_list):
+    page = BeautifulSoup(staff_client.get(CHANGELIST).content, "html.parser")
+
+    flags = [cell.img["alt"] for cell in page.select("td.field-key_set")]
+
+    assert flags == ["True", "False", "None"]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("value", "names"), [("set", ["a-set"]), ("missing", ["b-missing"]), ("none", ["c-keyless"])]
+)
+def test_the_list_filters_by_whether_the_key_is_set(staff_client, keys_for_the_list, value, names):
+    response = staff_client.get(CHANGELIST, {"key": value})
+
+    assert [m.name for m in response.context["cl"].result_list] == names
+
+
+# The token budget, beside its field ------------------------------------------------------------
+@pytest.mark.django_db
+def test_a_reply_limit_leaving_no_room_for_a_prompt_is_refused_beside_its_field(staff_client):
+    ai_model = AIModelFactory(context_window=4096, max_completion_tokens=1024)
+    data = page_form(staff_client, ai_model) | {"max_completion_tokens": "4000"}
+
+    response = staff_client.post(change_url(ai_model), data)
+
+    assert response.status_code == 200
+    field = BeautifulSoup(response.content, "html.parser").select_one(".field-max_completion_tokens")
+    assert "At most 3,584 with a context window of 4,096 tokens" in field.select_one(".errorlist").text
+    ai_model.refresh_from_db()
+    assert (ai_model.max_completion_tokens, ai_model.version) == (1024, 1)
+
+
+# The change page's buttons ---------------------------------------------------------------------
+def connection_test_url(ai_model: AIModel) -> str:
+    return reverse("admin:aimodels_aimodel_test_connection", args=[ai_model.pk])
+
+
+def import_url(ai_model: AIModel) -> str:
+    return reverse("admin:aimodels_aimodel_import_models", args=[ai_model.pk])
+
+
+def tool_forms(response) -> dict[str, str]:
+    """The change page's object tools that post: their button's text -> where they post."""
+    page = BeautifulSoup(response.content, "html.parser")
+    return {form.button.text.strip(): form["action"] for form in page.select(".object-tools form[method=post]")}
+
+
+
+@pytest.mark.django_db
+def test_the_change_page_of_a_compatible_model_has_both_buttons(staff_client):
+    ai_model = AIModelFactory(compatible=True)
+
+    response = staff_client.get(change_url(ai_model))
+
+    assert tool_forms(response) == {
+        "Test connection": connection_test_url(ai_model),
+        "Import models": import_url(ai_model),
+    }
+
+
+@pytest.mark.django_db
+def test_the_change_page_of_a_cloud_model_offers_no_import(staff_client):
+    ai_model = AIModelFactory()
+
+    response = staff_client.get(change_url(ai_model))
+
+    assert tool_forms(response) == {"Test connection": connection_test_url(ai_model)}
+
+
+@pytest.mark.django_db
+def test_the_add_page_has_no_buttons(staff_client):
+    assert tool_forms(staff_client.get(ADD)) == {}
+
+
+@pytest.mark.django_db
+def test_the_change_page_has_no_inline_styles_or_handlers_for_the_csp(staff_client):
+    ai_model = AIModelFactory(compatible=True)
+
+    html = staff_client.get(change_url(ai_model)).content.decode()
+
+    assert not re.search(r"\sstyle\s*=", html)
+    assert not re.search(r"\son[a-z]+\s*=", html)
+    assert not re.search(r"<script(?![^>]*\ssrc=)", html)
+
+
+@pytest.mark.django_db
+def test_the_test_connection_button_reports_on_the_change_page(staff_client, fake_upstream, api_keys):
+    fake_upstream.script(FakeReply(text="OK"))
+    ai_model = served_by(fake_upstream, name="cloud")
+
+    response = staff_client.post(connection_test_url(ai_model), follow=True)
+
+    assert response.redirect_chain == [(change_url(ai_model), 302)]
+    [message] = messages_of(response)
+    assert re.fullmatch(r"“cloud” answered in \d+ ms and replied “OK”\.", message)
+    assert fake_upstream.last.path == "/v1/chat/completions"
+
+
+@pytest.mark.django_db
+def test_the_test_connection_button_tells_staff_the_endpoint_that_failed(staff_client, fake_upstream):
+    fake_upstream.script(FakeError.server_error())
+    ai_model = served_by(fake_upstream, name="local", compatible=True)
+
+    response = staff_client.post(connection_test_url(ai_model), follow=True)
+
+    assert messages_of(response) == [
+        "“local” failed: The server behind local had an internal error (HTTP 500). Try again in a moment. "
+        f"(Endpoint: {fake_upstream.openai_base_url})"
+    ]
+
+
+@pytest.mark.django_db
+def test_the_import_button_imports_and_reports_on_the_change_page(staff_client, fake_upstream):
+    fake_upstream.models = ["llama3.2:3b", "phi4"]
+    source = served_by(fake_upstream, name="local", compatible=True)
+
+    response = staff_client.post(import_url(source), follow=True)
+
+    assert response.redirect_chain == [(change_url(source), 302)]
+    assert messages_of(response) == [
+        f"Imported 1 new model from {fake_upstream.openai_base_url}: phi4. They are inactive: check each one, then "
+        "activate it."
+    ]
+    assert AIModel.objects.filter(deployment_name="phi4", is_active=False).exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("url", [connection_test_url, import_url], ids=["test connection", "import"])
+def test_the_buttons_act_only_on_post(staff_client, fake_upstream, url):
+    ai_model = served_by(fake_upstream, compatible=True)
+
+    response = staff_client.get(url(ai_model))
+
+    assert response.status_code == 405
+    assert not fake_upstream.requests
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("url", [connection_test_url, import_url], ids=["test connection", "import"])
+def test_the_buttons_refuse_a_post_without_the_csrf_token(fake_upstream, url):
+    staff = Client(enforce_csrf_checks=True)
+    staff.force_login(UserFactory(staff=True))
+    ai_model = served_by(fake_upstream, compatible=True)
+
+    response = staff.post(url(ai_model))
+
+    assert response.status_code == 403
+    assert not fake_upstream.requests
+
+
+@pytest.mark.django_db
+def test_the_test_connection_button_works_with_the_pages_csrf_token(fake_upstream):
+    staff = Client(enforce_csrf_checks=True)
+    staff.force_login(UserFactory(staff=True))
+    ai_model = served_by(fake_upstream, compatible=True)
+    form = BeautifulSoup(staff.get(change_url(ai_model)).content, "html.parser").select_one(".object-tools form")
+
+    response = staff.post(form["action"], {"csrfmiddlewaretoken": form.select_one("[name=csrfmiddlewaretoken]")["value"]})
+
+    assert response.status_code == 302
+    assert fake_upstream.last.path == "/v1/chat/completions"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("url", [connection_test_url, import_url], ids=["test connection", "import"])
+def test_the_buttons_are_for_staff_only(client, fake_upstream, url):
+    client.force_login(UserFactory())
+    ai_model = served_by(fake_upstream, compatible=True)
+
+    response = client.post(url(ai_model))
+
+    assert response.status_code == 302
+    assert "login" in response["Location"]
+    assert not fake_upstream.requests
+
+
+@pytest.mark.django_db
+def test_a_button_for_a_model_deleted_meanwhile_says_so(staff_client):
+    response = staff_client.post(reverse("admin:aimodels_aimodel_test_connection", args=[999]), follow=True)
+
+    assert response.status_code == 200
+    assert messages_of(response) == ["AI model with ID “999” doesn’t exist. Perhaps it was deleted?"]

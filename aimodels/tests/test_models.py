@@ -134,13 +134,25 @@ CASES = {
     "temperature with 3 decimals": (GOOD, {"temperature": Decimal("0.001")}, "temperature"),
     "temperature not a number": (GOOD, {"temperature": "warm"}, "temperature"),
     # context_window and max_completion_tokens
-    "context window 2 with 1 reply token": (GOOD, {"context_window": 2, "max_completion_tokens": 1}, None),
+    "context window 513 with 1 reply token": (GOOD, {"context_window": 513, "max_completion_tokens": 1}, None),
+    "context window 512 with 1 reply token": (
+        GOOD,
+        {"context_window": 512, "max_completion_tokens": 1},
+        "context_window",
+    ),
+    "context window 2 with 1 reply token": (GOOD, {"context_window": 2, "max_completion_tokens": 1}, "context_window"),
     "context window 2,000,000": (GOOD, {"context_window": 2_000_000}, None),
     "context window 0": (GOOD, {"context_window": 0, "max_completion_tokens": 1}, "context_window"),
     "context window above 2,000,000": (GOOD, {"context_window": 2_000_001}, "context_window"),
     "context window negative": (GOOD, {"context_window": -5}, "context_window"),
     "max reply tokens 1": (GOOD, {"max_completion_tokens": 1}, None),
-    "max reply tokens window - 1": (GOOD, {"max_completion_tokens": 127_999}, None),
+    "max reply tokens leaving the margin and the smallest prompt": (GOOD, {"max_completion_tokens": 127_488}, None),
+    "max reply tokens eating into the smallest prompt": (
+        GOOD,
+        {"max_completion_tokens": 127_489},
+        "max_completion_tokens",
+    ),
+    "max reply tokens window - 1": (GOOD, {"max_completion_tokens": 127_999}, "max_completion_tokens"),
     "max reply tokens 0": (GOOD, {"max_completion_tokens": 0}, "max_completion_tokens"),
     "max reply tokens equal to the window": (GOOD, {"max_completion_tokens": 128_000}, "max_completion_tokens"),
     "max reply tokens above the window": (GOOD, {"max_completion_tokens": 128_001}, "max_completion_tokens"),
@@ -185,6 +197,54 @@ def test_field_rule_through_the_form(base, changes, error_field):
         assert not form.is_valid()
         assert list(form.errors) == [error_field]
         assert not AIModel.objects.exists()
+
+
+def test_a_reply_limit_leaving_no_room_for_a_prompt_is_refused_with_the_numbers():
+    ai_model = AIModel(**GOOD | {"context_window": 4096, "max_completion_tokens": 4000})
+
+    with pytest.raises(ValidationError) as raised:
+        ai_model.clean()
+
+    assert raised.value.message_dict == {
+        "max_completion_tokens": [
+            "At most 3,584 with a context window of 4,096 tokens: the window must hold the reply, the 256 tokens the "
+            "chat keeps spare and a prompt of at least 256 tokens. Lower the reply limit, or raise the context window "
+            "to at least 4,512."
+        ]
+    }
+
+
+def test_a_window_too_small_for_any_reply_is_refused_on_the_window_with_the_numbers():
+    ai_model = AIModel(**GOOD | {"context_window": 300, "max_completion_tokens": 100})
+
+    with pytest.raises(ValidationError) as raised:
+        ai_model.clean()
+
+    assert raised.value.message_dict == {
+        "context_window": [
+            "At least 513 tokens: the chat keeps 256 tokens spare in every request and needs room for a prompt of at "
+            "least 256 tokens and a reply of at least 1."
+        ]
+    }
+
+
+def test_a_model_at_the_edge_of_the_rule_still_takes_a_message_filling_the_smallest_prompt():
+    from aimodels.validators import MIN_PROMPT_TOKENS
+    from conversations.context import select_context
+    from conversations.tokens import REPLY_PRIMING
+
+    ai_model = AIModel(**GOOD | {"context_window": 4096, "max_completion_tokens": 3584})
+    ai_model.clean()
+    message = MIN_PROMPT_TOKENS - REPLY_PRIMING
+
+    plan = select_context(
+        system_tokens=0,
+        history=[("message", message)],
+        context_window=ai_model.context_window,
+        max_completion_tokens=ai_model.max_completion_tokens,
+    )
+
+    assert plan.total_tokens == MIN_PROMPT_TOKENS
 
 
 @pytest.mark.django_db
@@ -462,6 +522,19 @@ def test_names_made_from_model_ids_follow_the_naming_rule(model_id, name):
 
     assert made == name
     AIModel(name=made).clean_fields(exclude=[f.name for f in AIModel._meta.fields if f.name != "name"])
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "host"),
+    [
+        ("", "api.openai.com"),
+        ("http://localhost:11434/v1", "localhost:11434"),
+        ("https://example-resource.openai.azure.com", "example-resource.openai.azure.com"),
+        ("http://[::1]:8080/v1", "[::1]:8080"),
+    ],
+)
+def test_the_endpoint_host_is_where_requests_go(endpoint, host):
+    assert AIModel(api_endpoint=endpoint).endpoint_host == host
 
 
 def test_api_key_is_set_reads_the_environment_without_returning_the_key(monkeypatch):

@@ -3,6 +3,7 @@
 import asyncio
 import logging
 import socket
+from urllib.parse import urlsplit
 
 import openai
 import pytest
@@ -317,12 +318,12 @@ async def test_an_azure_deployment_not_found_names_the_deployment(fake_upstream,
 
 
 @pytest.mark.asyncio
-async def test_a_local_server_is_named_by_its_address(fake_upstream):
+async def test_a_local_server_is_named_by_the_model_it_serves_not_by_its_address(fake_upstream):
     fake_upstream.script(FakeError.server_error())
 
-    failure = await failure_of(served_by(fake_upstream, compatible=True))
+    failure = await failure_of(served_by(fake_upstream, compatible=True, name="local"))
 
-    assert failure.message.startswith(f"The server at 127.0.0.1:{fake_upstream.port} had an internal error")
+    assert failure.message == "The server behind local had an internal error (HTTP 500). Try again in a moment."
 
 
 @pytest.mark.asyncio
@@ -352,7 +353,7 @@ async def test_a_refused_connection(api_keys):
 
     assert failure.kind == FailureKind.CONNECTION_REFUSED
     assert failure.message == (
-        f"Could not connect to 127.0.0.1:{port} for offline: the server refused the connection or is not running."
+        "Could not connect to OpenAI for offline: the server refused the connection or is not running."
     )
 
 
@@ -365,8 +366,7 @@ async def test_an_unknown_host_is_named_as_not_found_not_as_refusing(api_keys):
 
     assert failure.kind == FailureKind.UNKNOWN_HOST
     assert failure.message == (
-        "Could not connect to nonexistent.invalid:9 for nowhere: the host name “nonexistent.invalid” could not be "
-        "found (the DNS lookup failed)."
+        "Could not connect to OpenAI for nowhere: the endpoint's host name could not be found (the DNS lookup failed)."
     )
 
 
@@ -384,8 +384,52 @@ async def test_https_to_a_server_without_tls_says_the_secure_connection_failed(a
         failure = await failure_of(AIModelFactory.build(name="tls", api_endpoint=f"https://127.0.0.1:{port}/v1"))
 
     assert failure.kind == FailureKind.CONNECTION
-    assert failure.message == (
-        f"Could not connect to 127.0.0.1:{port} for tls: a secure (TLS) connection could not be set up."
+    assert failure.message == "Could not connect to OpenAI for tls: a secure (TLS) connection could not be set up."
+
+
+def unreachable(kind: str) -> str:
+    """An endpoint where nothing answers: a free local port, or a host name that never resolves."""
+    return f"http://127.0.0.1:{free_port()}/v1" if kind == "refused" else "http://nonexistent.invalid:9/v1"
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("script", [script for script, _, _ in FAILURES.values()], ids=FAILURES.keys())
+async def test_a_users_message_about_a_local_server_names_the_model_never_the_address(fake_upstream, script):
+    fake_upstream.script(script)
+
+    failure = await failure_of(served_by(fake_upstream, compatible=True, name="local"))
+
+    assert "local" in failure.message
+    assert "127.0.0.1" not in failure.message
+    assert str(fake_upstream.port) not in failure.message
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("where", ["refused", "unknown host"])
+@pytest.mark.parametrize("traits", [{"compatible": True}, {}, {"azure": True}], ids=["compatible", "openai", "azure"])
+async def test_a_users_message_about_a_failed_connection_never_names_the_address(api_keys, traits, where):
+    ai_model = AIModelFactory.build(name="remote", **traits)
+    ai_model.api_endpoint = unreachable(where)
+    host = urlsplit(ai_model.api_endpoint)
+
+    failure = await failure_of(ai_model)
+
+    assert failure.kind in (FailureKind.CONNECTION_REFUSED, FailureKind.UNKNOWN_HOST)
+    assert "remote" in failure.message
+    assert host.hostname not in failure.message
+    assert str(host.port) not in failure.message
+
+
+def test_a_failed_connection_test_tells_staff_the_endpoint(api_keys):
+    endpoint = unreachable("refused")
+    ai_model = AIModelFactory.build(name="local", compatible=True, api_endpoint=endpoint)
+
+    with pytest.raises(ProviderError) as raised:
+        connection_test(model=ai_model)
+
+    assert raised.value.message == (
+        "Could not connect to the server behind local: the server refused the connection or is not running. "
+        f"(Endpoint: {endpoint})"
     )
 
 
@@ -397,7 +441,7 @@ async def test_access_refused_by_a_keyless_server_does_not_blame_a_key(fake_upst
 
     assert failure.kind == FailureKind.PERMISSION
     assert failure.message == (
-        f"The server at 127.0.0.1:{fake_upstream.port} refused access to the model “llama3.2:3b” used by local. "
+        "The server behind local refused access to the model “llama3.2:3b” used by local. "
         "The provider said: Model is restricted."
     )
 

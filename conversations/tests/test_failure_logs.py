@@ -5,6 +5,7 @@ cause and the ids, never a key nor anyone's text; at most INFO when the user end
 import asyncio
 import logging
 import socket
+from urllib.parse import urlsplit
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -84,6 +85,7 @@ def ids(reply: Message) -> dict[str, str]:
     return {
         "model": str(reply.model.pk),
         "model_name": reply.model.name,
+        "host": urlsplit(reply.model.api_endpoint).netloc,  # for the log's reader; users never see it
         "conversation": str(reply.conversation.public_id),
         "reply": str(reply.pk),
     }
