@@ -121,6 +121,8 @@ ADMIN_OBJECTS = {
     "axes.AccessLog": _axes_row("axes.AccessLog"),
     "axes.AccessFailureLog": _axes_row("axes.AccessFailureLog"),
     "django_tasks_database.DBTaskResult": _task_result,
+    "conversations.Conversation": lambda: ConversationFactory(),
+    "conversations.Message": lambda: MessageFactory(),
 }
 
 # (scope, kwarg) -> make(objects, endpoint). The scope is a pattern id (for a kwarg one URL has) or a
