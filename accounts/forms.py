@@ -85,3 +85,10 @@ class ResetPasswordForm(SetPasswordForm):
         user = super().save(commit=commit)
         lockout_reset(username=user.get_username())
         return user
+
+
+class AccountSettingsForm(forms.ModelForm):
+    class Meta:
+        model = User
+        fields = ("default_system_prompt",)
+        widgets = {"default_system_prompt": forms.Textarea(attrs={"rows": 4, "placeholder": "e.g. Answer briefly, in British English."})}

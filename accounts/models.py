@@ -38,6 +38,12 @@ class User(AbstractUser):
         default="",
         help_text="An address the user asked to switch to; it replaces the email when its link is opened.",
     )
+    default_system_prompt = models.TextField(
+        "default system prompt",
+        blank=True,
+        max_length=8000,
+        help_text="Instructions every new conversation starts with; each conversation can change its own.",
+    )
     verification_sent_at = models.DateTimeField(
         null=True, blank=True, editable=False, help_text="When the last verification email left."
     )

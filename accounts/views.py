@@ -1,3 +1,5 @@
+from datetime import timedelta
+
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login
@@ -7,14 +9,17 @@ from django.core import signing
 from django.db import IntegrityError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from accounts import limits, tasks
-from accounts.forms import EMAIL_TAKEN, EmailChangeForm, LoginForm, RegistrationForm
+from accounts.forms import EMAIL_TAKEN, AccountSettingsForm, EmailChangeForm, LoginForm, RegistrationForm
 from accounts.middleware import verification_not_required
 from accounts.models import User
+from conversations.models import Message
 
-SIGNUP_ADDRESS = "accounts.signup_address"  # session key: where the sign-up's email went
+SIGNUP_ADDRESS = "accounts.signup_address"
+USAGE_DAYS = 30  # the account page's usage totals cover this many days  # session key: where the sign-up's email went
 
 
 def _link_sent(request: HttpRequest, user: User, response: HttpResponse) -> HttpResponse:
@@ -163,7 +168,16 @@ def verify_email_confirm(request: HttpRequest, token: str) -> HttpResponse:
 
 
 def profile(request: HttpRequest) -> HttpResponse:
-    return render(request, "accounts/profile.html")
+    form = AccountSettingsForm(request.POST or None, instance=request.user)
+    if request.method == "POST":
+        if form.is_valid():
+            form.save()
+            messages.success(request, "Your settings are saved.")
+            return redirect("accounts:profile")
+    since = timezone.now() - timedelta(days=USAGE_DAYS)
+    usage = Message.objects.usage_by_model(user=request.user, since=since)
+    context = {"form": form, "usage": usage, "usage_days": USAGE_DAYS}
+    return render(request, "accounts/profile.html", context, status=422 if form.errors else 200)
 
 
 def lockout_response(request: HttpRequest, *args, **kwargs) -> HttpResponse:

@@ -1,3 +1,7 @@
+import unicodedata
+from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
+
 from django import forms
 from django.conf import settings
 from django.db import transaction
@@ -6,11 +10,23 @@ from aimodels.models import AIModel
 from conversations import tokens
 from conversations.context import DEFAULT_MARGIN, ContextTooLong, select_context
 from conversations.models import Conversation, Message
+from conversations.tokens import REPLY_PRIMING
+
+
+class ModelSelect(forms.Select):
+    """A model per option, its description as the option's hint."""
+
+    def create_option(self, name, value, label, selected, index, subindex=None, attrs=None):
+        option = super().create_option(name, value, label, selected, index, subindex, attrs)
+        if description := getattr(getattr(value, "instance", None), "description", ""):
+            option["attrs"].update({"title": description, "data-description": description})
+        return option
 
 
 class MessageForm(forms.Form):
-    """One message from the user. With no conversation yet, it also picks the model and
-    starts the conversation. Every check runs before anything is saved or sent."""
+    """One message from the user, and the model to answer it (any usable model, the
+    conversation's last one preselected). With no conversation yet, it also starts one.
+    Every check runs before anything is saved or sent."""
 
     content = forms.CharField(
         label="Message",
@@ -19,9 +35,17 @@ class MessageForm(forms.Form):
     )
     model = forms.ModelChoiceField(
         queryset=AIModel.objects.none(),
-        required=False,
         empty_label=None,
         label="Model",
+        widget=ModelSelect,
+        error_messages={"invalid_choice": "That model is not available. Pick another."},
+    )
+    system_prompt = forms.CharField(
+        label="System prompt",
+        required=False,
+        max_length=8000,
+        widget=forms.Textarea(attrs={"rows": 3, "form": "composer"}),
+        help_text="Instructions the model gets before the conversation. Starts as your account's default.",
     )
 
     def __init__(self, *args, user, conversation: Conversation | None = None, **kwargs) -> None:
@@ -30,13 +54,16 @@ class MessageForm(forms.Form):
         self.conversation = conversation
         # No maxlength: a browser would cut a long paste silently. The page counts instead.
         self.fields["content"].widget.attrs["data-max-length"] = str(settings.MESSAGE_MAX_LENGTH)
-        if conversation is None:
-            self.fields["model"].queryset = AIModel.objects.usable().order_by("-is_default", "name")
-            self.fields["model"].required = True
-            default = AIModel.objects.usable().filter(is_default=True).first()
-            self.fields["model"].initial = default
-        else:
-            del self.fields["model"]
+        usable = AIModel.objects.usable().order_by("-is_default", "name")
+        self.fields["model"].queryset = usable
+        last = conversation.model if conversation else None
+        self.fields["model"].initial = last if last in usable else usable.filter(is_default=True).first()
+        # A conversation goes on with its last model when none is sent (and says so if it cannot).
+        self.fields["model"].required = conversation is None
+        if conversation is None:  # a new conversation starts with the user's default instructions
+            self.fields["system_prompt"].initial = user.default_system_prompt
+        else:  # an existing one changes them with SystemPromptForm
+            del self.fields["system_prompt"]
 
     def clean_content(self) -> str:
         content, limit = self.cleaned_data["content"], settings.MESSAGE_MAX_LENGTH
@@ -49,7 +76,7 @@ class MessageForm(forms.Form):
 
     def clean(self) -> dict:
         data = super().clean()
-        model = self.conversation.model if self.conversation else data.get("model")
+        model = data.get("model") or (self.conversation.model if self.conversation else None)
         if model is None or "content" not in data:
             return data
         if reason := model.unusable_reason:
@@ -72,9 +99,14 @@ class MessageForm(forms.Form):
         encoding = tokens.encoding_for(model.deployment_name)
         # Counted once here; save() stores this count on the message.
         self.token_count = tokens.message_tokens(role="user", content=content, encoding=encoding)
+        if self.conversation:
+            system_tokens = self.conversation.system_prompt_tokens
+        else:
+            prompt = self.cleaned_data.get("system_prompt", "")
+            system_tokens = tokens.message_tokens(role="system", content=prompt, encoding=encoding) if prompt else 0
         try:
             select_context(
-                system_tokens=self.conversation.system_prompt_tokens if self.conversation else 0,
+                system_tokens=system_tokens,
                 history=[(None, self.token_count)],
                 context_window=model.context_window,
                 max_completion_tokens=model.max_completion_tokens,
@@ -92,13 +124,15 @@ class MessageForm(forms.Form):
         """Commit the user's message (and a new conversation) and the pending reply."""
         content = self.cleaned_data["content"]
         conversation = self.conversation
+        model = self.cleaned_data["model"] or conversation.model
         if conversation is None:
-            conversation = Conversation(user=self.user, model=self.cleaned_data["model"])
+            conversation = Conversation(user=self.user, model=model, system_prompt=self.cleaned_data["system_prompt"])
             conversation.title = conversation.title_from(content)
             conversation.save()
             self.conversation = conversation
         else:
-            conversation.save(update_fields=["updated_at"])
+            conversation.model = model  # the conversation's last model, preselected next time
+            conversation.save(update_fields=["model", "updated_at"])
         question = Message.objects.create(
             conversation=conversation, role=Message.Role.USER, content=content, token_count=self.token_count
         )
@@ -106,6 +140,101 @@ class MessageForm(forms.Form):
             conversation=conversation,
             role=Message.Role.ASSISTANT,
             status=Message.Status.PENDING,
-            model=conversation.model,
+            model=model,
         )
         return question, reply
+
+
+# A system prompt must leave room for at least a short message.
+SHORTEST_MESSAGE_TOKENS = 64
+
+
+class SystemPromptForm(forms.ModelForm):
+    """A conversation's instructions to the model, which must fit its model's window with room
+    for a message and the reply."""
+
+    class Meta:
+        model = Conversation
+        fields = ("system_prompt",)
+        widgets = {"system_prompt": forms.Textarea(attrs={"rows": 4})}
+        help_texts = {"system_prompt": "Instructions the model gets before the conversation."}
+
+    def clean_system_prompt(self) -> str:
+        prompt = self.cleaned_data["system_prompt"].strip()
+        model = self.instance.model
+        if prompt:
+            count = tokens.message_tokens(
+                role="system", content=prompt, encoding=tokens.encoding_for(model.deployment_name)
+            )
+            room = (
+                model.context_window - model.max_completion_tokens - DEFAULT_MARGIN - REPLY_PRIMING
+                - SHORTEST_MESSAGE_TOKENS
+            )
+            if count > room:
+                raise forms.ValidationError(
+                    f"This system prompt is {count:,} tokens; {model.name} leaves room for at most {max(room, 0):,} "
+                    "beside a message and its reply. Shorten it.",
+                    code="too_long",
+                )
+        return prompt
+
+
+# Sidebar ----------------------------------------------------------------------------------------
+def refuse_control_characters(value: str) -> None:
+    if any(unicodedata.category(char) == "Cc" for char in value):
+        raise forms.ValidationError("Control characters (tabs, line breaks and the like) cannot be used here.",
+                                    code="control_characters")
+
+
+class ConversationRenameForm(forms.ModelForm):
+    """A conversation's new title: 1 to 200 characters once stripped, no control characters."""
+
+    title = forms.CharField(
+        label="Title",
+        max_length=Conversation._meta.get_field("title").max_length,
+        validators=[refuse_control_characters],
+        error_messages={"required": "Give the conversation a title."},
+        widget=forms.TextInput(attrs={"autofocus": True, "autocomplete": "off"}),
+    )
+
+    class Meta:
+        model = Conversation
+        fields = ("title",)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+class SidebarCursor(NamedTuple):
+    """Where a page of the sidebar ends: the last row's (updated_at, pk), written as
+    "<microseconds since 1970>-<pk>" in the next page's URL."""
+
+    updated_at: datetime
+    pk: int
+
+    @classmethod
+    def after(cls, conversation: Conversation) -> "SidebarCursor":
+        return cls(conversation.updated_at, conversation.pk)
+
+    def __str__(self) -> str:
+        return f"{(self.updated_at - _EPOCH) // _MICROSECOND}-{self.pk}"
+
+
+class ConversationSearchForm(forms.Form):
+    """The sidebar's list: a search (empty for all conversations) and where the page starts."""
+
+    q = forms.CharField(label="Search", required=False, max_length=200)
+    cursor = forms.RegexField(regex=r"^\d{1,18}-\d{1,18}$", required=False, max_length=40)
+
+    def clean_q(self) -> str:
+        return " ".join(self.cleaned_data["q"].split())
+
+    def clean_cursor(self) -> SidebarCursor | None:
+        if not (cursor := self.cleaned_data["cursor"]):
+            return None
+        micros, pk = cursor.split("-")
+        try:
+            return SidebarCursor(_EPOCH + int(micros) * _MICROSECOND, int(pk))
+        except OverflowError:
+            raise forms.ValidationError("Not a place in the list.", code="invalid") from None

@@ -1,8 +1,12 @@
+import re
 import uuid
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import models
+from django.db import connections, models
+from django.db.models import Count, Exists, F, OuterRef, Q, Subquery, Sum, Value
+from django.db.models.fields.json import KT
+from django.db.models.functions import Cast, Coalesce, Replace
 from django.urls import reverse
 from django.utils import timezone
 
@@ -14,9 +18,93 @@ STALE_STREAM = timedelta(seconds=60)
 STOPPED = "Stopped."  # a reply's note when the user stopped it: a state, not an error
 
 
+# Sidebar search: PostgreSQL full-text search with the 'simple' configuration (no stemming and no
+# stop words, so any language works and every word counts), each word matching as a prefix;
+# queries whose longest word is shorter than this use a plain substring match instead.
+SEARCH_CONFIG = "simple"
+SEARCH_MIN_WORD = 3
+SEARCH_WORD = re.compile(r"\w+")
+
+
+def _html_escaped(field: str):
+    """The field's text with &, < and > as entities: PostgreSQL's headline drops what looks like
+    an HTML tag, so it gets the escaped text and keeps every character of it."""
+    expression = F(field)
+    for char, entity in (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;")):
+        expression = Replace(expression, Value(char), Value(entity))
+    return expression
+
+
 class ConversationQuerySet(models.QuerySet):
     def for_user(self, user) -> "ConversationQuerySet":
         return self.filter(user=user)
+
+    def with_reply_in_progress(self) -> "ConversationQuerySet":
+        """Annotated with reply_in_progress: a reply is being asked for or written right now."""
+        return self.annotate(
+            reply_in_progress=Exists(Message.objects.replying().filter(conversation=OuterRef("pk")))
+        )
+
+    def newest_first(self) -> "ConversationQuerySet":
+        """Newest activity first; the pk breaks ties, so the order is total (for older_than)."""
+        return self.order_by("-updated_at", "-pk")
+
+    def older_than(self, updated_at, pk: int) -> "ConversationQuerySet":
+        """The conversations after (updated_at, pk) in newest_first order: the next page of a
+        list whose last row was that one (a cursor, not an offset)."""
+        return self.filter(Q(updated_at__lt=updated_at) | Q(updated_at=updated_at, pk__lt=pk))
+
+    def search(self, text: str, *, marks: tuple[str, str]) -> "ConversationQuerySet":
+        """Conversations whose title or any message matches `text`, annotated with
+        search_full_text (which way it matched), search_title and search_snippet (the first
+        matching message's text, or None).
+
+        Full-text search (PostgreSQL, a word of SEARCH_MIN_WORD or more): search_title and
+        search_snippet are HTML-escaped, each match between marks[0] and marks[1]. Otherwise a
+        case-insensitive substring match: both are the plain text, unmarked."""
+        words = SEARCH_WORD.findall(text)
+        full_text = (
+            connections[self.db].vendor == "postgresql"
+            and bool(words)
+            and max(len(word) for word in words) >= SEARCH_MIN_WORD
+        )
+        if not full_text:
+            matching = Message.objects.filter(conversation=OuterRef("pk"), content__icontains=text)
+            return self.filter(Q(title__icontains=text) | Exists(matching)).annotate(
+                search_full_text=Value(False),
+                search_title=F("title"),
+                search_snippet=Subquery(matching.order_by("created_at", "pk").values("content")[:1]),
+            )
+        from django.contrib.postgres.search import SearchHeadline, SearchQuery, SearchVector
+
+        # Words only (no operators can get through), each a prefix, all of them required.
+        query = SearchQuery(
+            " & ".join(f"{word}:*" for word in words), search_type="raw", config=SEARCH_CONFIG
+        )
+        start, stop = marks
+        matching = (
+            Message.objects.filter(conversation=OuterRef("pk"))
+            .annotate(search_vector=SearchVector("content", config=SEARCH_CONFIG))
+            .filter(search_vector=query)
+        )
+        snippet = matching.order_by("created_at", "pk").annotate(
+            headline=SearchHeadline(
+                _html_escaped("content"), query, config=SEARCH_CONFIG, start_sel=start, stop_sel=stop,
+                max_words=24, min_words=12, short_word=2,
+            )
+        )
+        return (
+            self.annotate(title_vector=SearchVector("title", config=SEARCH_CONFIG))
+            .filter(Q(title_vector=query) | Exists(matching))
+            .annotate(
+                search_full_text=Value(True),
+                search_title=SearchHeadline(
+                    _html_escaped("title"), query, config=SEARCH_CONFIG, start_sel=start, stop_sel=stop,
+                    highlight_all=True,
+                ),
+                search_snippet=Subquery(snippet.values("headline")[:1]),
+            )
+        )
 
 
 class Conversation(models.Model):
@@ -63,6 +151,20 @@ class Conversation(models.Model):
 
 
 class MessageQuerySet(models.QuerySet):
+    def usage_by_model(self, *, user, since) -> "MessageQuerySet":
+        """The user's replies since `since`, per model: how many, and the tokens the provider
+        reported for them (prompt, completion), largest first."""
+        tokens = {
+            kind: Coalesce(Sum(Cast(KT(f"usage__{kind}_tokens"), models.IntegerField())), 0)
+            for kind in ("prompt", "completion")
+        }
+        return (
+            self.filter(conversation__user=user, role=Message.Role.ASSISTANT, created_at__gte=since, model__isnull=False)
+            .values("model__name")
+            .annotate(replies=Count("pk"), prompt_tokens=tokens["prompt"], completion_tokens=tokens["completion"])
+            .order_by("-completion_tokens", "model__name")
+        )
+
     def replying(self) -> "MessageQuerySet":
         """Replies being asked for or written right now (not those left behind by a dead worker)."""
         return self.filter(

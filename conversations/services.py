@@ -11,6 +11,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 import openai
+from django.db import DatabaseError
 from django.db.models import Q
 from django.utils import timezone
 
@@ -245,4 +246,10 @@ async def reply_stream(*, reply: Message) -> AsyncIterator[str]:
 
 async def _reply_save(reply: Message) -> None:
     reply.token_count = None
-    await reply.asave(update_fields=["content", "status", "error", "usage", "context_omitted", "updated_at"])
+    try:
+        await reply.asave(update_fields=["content", "status", "error", "usage", "context_omitted", "updated_at"])
+    except DatabaseError:
+        if await Message.objects.filter(pk=reply.pk).aexists():
+            raise
+        # The user deleted the conversation while its reply was written: nothing left to save.
+        logger.info("Reply %s ended after its conversation was deleted", reply.pk)

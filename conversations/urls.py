@@ -9,7 +9,15 @@ urlpatterns = [
     path("new/messages/", views.message_create, name="start"),
     path("c/<uuid:public_id>/", views.conversation_detail, name="detail"),
     path("c/<uuid:public_id>/messages/", views.message_create, name="message_create"),
+    path("c/<uuid:public_id>/system-prompt/", views.conversation_system_prompt, name="system_prompt"),
     path("c/<uuid:public_id>/replies/<int:pk>/stream/", views.reply_stream, name="reply_stream"),
     path("c/<uuid:public_id>/replies/<int:pk>/stop/", views.reply_stop, name="reply_stop"),
     path("c/<uuid:public_id>/replies/<int:pk>/retry/", views.reply_retry, name="reply_retry"),
+    # The sidebar: its list (pages, search), rename (in a row or in the chat's header), delete,
+    # and the marker of a reply being written.
+    path("conversations/", views.conversation_list, name="list"),
+    path("c/<uuid:public_id>/rename/", views.conversation_rename, name="rename"),
+    path("c/<uuid:public_id>/rename/title/", views.conversation_rename, {"place": "header"}, name="rename_title"),
+    path("c/<uuid:public_id>/delete/", views.conversation_delete, name="delete"),
+    path("c/<uuid:public_id>/status/", views.conversation_status, name="status"),
 ]

@@ -1,21 +1,35 @@
 import html
+import re
+import secrets
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from functools import cached_property
+from urllib.parse import urlencode, urlsplit
 from uuid import UUID
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db.models import Q
-from django.template.defaultfilters import pluralize
-from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.db.models import Q, QuerySet
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.defaultfilters import pluralize
 from django.template.loader import render_to_string
+from django.urls import Resolver404, resolve, reverse
 from django.utils import timezone
-from django.views.decorators.http import require_GET, require_POST
-from django_htmx.http import HttpResponseClientRefresh
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_htmx.http import HttpResponseClientRedirect, HttpResponseClientRefresh, trigger_client_event
 
 from accounts import limits
 from conversations import services
-from conversations.forms import MessageForm
+from conversations.forms import (
+    ConversationRenameForm,
+    ConversationSearchForm,
+    MessageForm,
+    SidebarCursor,
+    SystemPromptForm,
+)
 from conversations.models import STALE_STREAM, Conversation, Message
 
 PAGE = "conversations/chat.html"
@@ -24,9 +38,10 @@ PAGE = "conversations/chat.html"
 def _page_context(request: HttpRequest, conversation: Conversation | None, form: MessageForm) -> dict:
     return {
         "conversation": conversation,
-        "conversations": Conversation.objects.for_user(request.user).only("public_id", "title", "updated_at")[:50],
+        "conversations": _sidebar_page(request, current_id=conversation.public_id if conversation else None),
         "chat_messages": conversation.messages.select_related("model") if conversation else [],
         "form": form,
+        "prompt_form": SystemPromptForm(instance=conversation) if conversation else None,
     }
 
 
@@ -82,6 +97,20 @@ def message_create(request: HttpRequest, public_id: UUID | None = None) -> HttpR
     if conversation is None:
         response["HX-Push-Url"] = form.conversation.get_absolute_url()
     return response
+
+
+@require_POST
+def conversation_system_prompt(request: HttpRequest, public_id: UUID) -> HttpResponse:
+    """Change a conversation's system prompt: the partial again, saved or with the reason."""
+    conversation = get_object_or_404(
+        Conversation.objects.for_user(request.user).select_related("model"), public_id=public_id
+    )
+    form = SystemPromptForm(request.POST, instance=conversation)
+    saved = form.is_valid()
+    if saved:
+        form.save()
+    context = {"conversation": conversation, "prompt_form": form, "prompt_saved": saved}
+    return render(request, f"{PAGE}#system-prompt", context, status=200 if saved else 422)
 
 
 def _composer_refused(request: HttpRequest, form: MessageForm, conversation: Conversation | None, *, status: int):
@@ -176,3 +205,205 @@ async def reply_stream(request: HttpRequest, public_id: UUID, pk: int) -> Stream
     response["Cache-Control"] = "no-store, private"
     response["X-Accel-Buffering"] = "no"
     return response
+
+
+# Sidebar: the conversations, newest first, a page at a time; search, rename, delete ----------------
+SIDEBAR = "conversations/sidebar.html"
+SIDEBAR_PAGE_SIZE = 30
+SNIPPET_BEFORE = 30  # characters of a message shown before its first match
+SNIPPET_LENGTH = 120
+
+
+@dataclass
+class SidebarPage:
+    """A page of the sidebar's list: the conversations after `after` (or the first ones), newest
+    first, of all or of those matching `query`; the conversation the page on screen shows.
+    Read from the database when a template first asks for its items (a turn that does not
+    show the list costs no query)."""
+
+    rows: QuerySet
+    current_id: UUID | None = None
+    query: str = ""
+    after: SidebarCursor | None = None
+
+    @classmethod
+    def empty(cls, current_id: UUID | None) -> "SidebarPage":
+        return cls(Conversation.objects.none(), current_id)
+
+    @property
+    def first(self) -> bool:
+        return self.after is None
+
+    @cached_property
+    def _page(self) -> tuple[list[Conversation], str | None]:
+        rows = self.rows
+        marks = (f"HL{secrets.token_hex(8)}S", f"HL{secrets.token_hex(8)}E")  # unguessable: no text holds them
+        if self.query:
+            rows = rows.search(self.query, marks=marks)
+        if self.after is not None:
+            rows = rows.older_than(self.after.updated_at, self.after.pk)
+        items = list(rows.newest_first()[: SIDEBAR_PAGE_SIZE + 1])
+        next_url = None
+        if len(items) > SIDEBAR_PAGE_SIZE:
+            items = items[:SIDEBAR_PAGE_SIZE]
+            params = {"cursor": str(SidebarCursor.after(items[-1])), **({"q": self.query} if self.query else {})}
+            next_url = f"{reverse('conversations:list')}?{urlencode(params)}"
+        if self.query:
+            for item in items:
+                _highlight(item, self.query, marks)
+        return items, next_url
+
+    @property
+    def items(self) -> list[Conversation]:
+        return self._page[0]
+
+    @property
+    def next_url(self) -> str | None:
+        return self._page[1]
+
+
+def _sidebar_page(
+    request: HttpRequest, *, current_id: UUID | None, query: str = "", after: SidebarCursor | None = None
+) -> SidebarPage:
+    rows = Conversation.objects.for_user(request.user).with_reply_in_progress().only("public_id", "title", "updated_at")
+    return SidebarPage(rows, current_id, query, after)
+
+
+def _highlight(item: Conversation, query: str, marks: tuple[str, str]) -> None:
+    """Sets item.title_marked and item.snippet_marked: the title and the matching message's text,
+    escaped, each match in <mark>."""
+    title, snippet = item.search_title, item.search_snippet
+    if item.search_full_text:  # the database marked the matches in escaped text
+        item.title_marked = _marked_html(title, marks, escaped=True) if title else None
+        item.snippet_marked = _marked_html(" ".join(snippet.split()), marks, escaped=True) if snippet else None
+    else:
+        needle = re.compile(re.escape(query), re.IGNORECASE)
+        item.title_marked = _marked_html(_mark(title, needle, marks), marks) if title else None
+        item.snippet_marked = _marked_html(_mark(_excerpt(snippet, needle), needle, marks), marks) if snippet else None
+
+
+def _mark(text: str, needle: re.Pattern, marks: tuple[str, str]) -> str:
+    start, stop = marks
+    return needle.sub(lambda match: f"{start}{match.group(0)}{stop}", text)
+
+
+def _excerpt(text: str, needle: re.Pattern) -> str:
+    """One line of the text around its first match, cut between words, with "…" where cut."""
+    flat = " ".join(text.split())
+    match = needle.search(flat)
+    begin, end = 0, SNIPPET_LENGTH
+    if match and match.start() > SNIPPET_BEFORE:
+        cut = match.start() - SNIPPET_BEFORE
+        begin = max(flat.rfind(" ", 0, cut) + 1, cut - 20)  # at a word, unless words are that long
+        end = max(begin + SNIPPET_LENGTH, match.end())
+    if end < len(flat) and (space := flat.rfind(" ", match.end() if match else begin, end)) > 0:
+        end = space
+    return ("…" if begin else "") + flat[begin:end] + ("…" if end < len(flat) else "")
+
+
+def _marked_html(text: str, marks: tuple[str, str], *, escaped: bool = False) -> SafeString:
+    """The text as HTML, each part between the marks in <mark>. Every piece of text is escaped
+    here (the database's escaping undone first when `escaped`), so none of it becomes markup."""
+    start, stop = marks
+    head, *chunks = text.split(start)
+    pieces = [(head, False)]
+    for chunk in chunks:
+        inside, _, after = chunk.partition(stop)
+        pieces += [(inside, True), (after, False)]
+    if escaped:
+        pieces = [(html.unescape(piece), hit) for piece, hit in pieces]
+    return format_html_join(
+        "", "{}", ((format_html("<mark>{}</mark>", piece) if hit else piece,) for piece, hit in pieces if piece)
+    )
+
+
+def _current_id(request: HttpRequest) -> UUID | None:
+    """The conversation shown by the page that sent this htmx request (from the URL htmx reports)."""
+    path = request.htmx.current_url_abs_path if request.htmx else None
+    if not path:
+        return None
+    try:
+        match = resolve(urlsplit(path).path)
+    except Resolver404:
+        return None
+    return match.kwargs.get("public_id") if match.view_name == "conversations:detail" else None
+
+
+def _sidebar_conversation(request: HttpRequest, public_id: UUID) -> Conversation:
+    return get_object_or_404(
+        Conversation.objects.for_user(request.user).with_reply_in_progress().select_related("model"),
+        public_id=public_id,
+    )
+
+
+@require_GET
+def conversation_list(request: HttpRequest) -> HttpResponse:
+    """The sidebar's list: all conversations or those matching ?q=, the page after ?cursor=."""
+    form = ConversationSearchForm(request.GET)
+    if not form.is_valid():
+        if "cursor" in form.errors:
+            return HttpResponseBadRequest("Not a place in the list.")
+        page = SidebarPage.empty(_current_id(request))
+        return render(request, f"{SIDEBAR}#conversation-list", {"conversations": page, "search_form": form}, status=422)
+    query, after = form.cleaned_data["q"], form.cleaned_data["cursor"]
+    page = _sidebar_page(request, current_id=_current_id(request), query=query, after=after)
+    return render(request, f"{SIDEBAR}#{'conversation-page' if after else 'conversation-list'}", {"conversations": page})
+
+
+@require_http_methods(["GET", "POST"])
+def conversation_rename(request: HttpRequest, public_id: UUID, place: str = "sidebar") -> HttpResponse:
+    """GET: a form for the title, in the sidebar's row or in the chat's header (`place`).
+    POST: the title saved; the row or header shows it, the header too when it shows this
+    conversation, and the event conversationRenamed tells the page's script the rest."""
+    conversation = _sidebar_conversation(request, public_id)
+    context = {"conversation": conversation, "place": place, "form_id": f"rename-{place}-{conversation.public_id}"}
+    auto_id = f"{context['form_id']}-%s"
+    if request.method == "GET":
+        form = ConversationRenameForm(instance=conversation, auto_id=auto_id)
+        return render(request, f"{SIDEBAR}#rename-form", {**context, "form": form})
+    form = ConversationRenameForm(request.POST, instance=conversation, auto_id=auto_id)
+    if not form.is_valid():
+        response = render(request, f"{SIDEBAR}#rename-form", {**context, "form": form}, status=422)
+        response["HX-Retarget"] = f"#{context['form_id']}"
+        response["HX-Reswap"] = "outerHTML"
+        return response
+    form.save(commit=False)
+    conversation.save(update_fields=["title"])  # a new name is not activity: the list keeps its order
+    if not request.htmx:
+        return redirect(conversation)
+    current_id = _current_id(request)
+    response = render(request, f"{SIDEBAR}#renamed", {
+        **context,
+        "item": conversation,
+        "conversations": SidebarPage.empty(current_id),
+        "header_too": place == "sidebar" and current_id == conversation.public_id,
+    })
+    trigger_client_event(response, "conversationRenamed", {"id": str(conversation.public_id), "title": str(conversation)})
+    return response
+
+
+@require_http_methods(["GET", "POST"])
+def conversation_delete(request: HttpRequest, public_id: UUID) -> HttpResponse:
+    """GET: the dialog asking to confirm. POST: the conversation deleted with its messages. The
+    page that showed it moves to the newest remaining conversation (or a new chat); another
+    page only loses it from its list."""
+    conversation = _sidebar_conversation(request, public_id)
+    if request.method == "GET":
+        context = {"conversation": conversation, "message_count": conversation.messages.count()}
+        return render(request, f"{SIDEBAR}#delete-dialog", context)
+    current_id = _current_id(request)
+    conversation.delete()
+    if request.htmx and current_id != public_id:
+        remaining = Conversation.objects.for_user(request.user).exists()
+        context = {"deleted_id": public_id, "conversations": None if remaining else SidebarPage.empty(current_id)}
+        return render(request, f"{SIDEBAR}#deleted", context)
+    newest = Conversation.objects.for_user(request.user).first()
+    url = newest.get_absolute_url() if newest else reverse("conversations:new")
+    return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
+
+
+@require_GET
+def conversation_status(request: HttpRequest, public_id: UUID) -> HttpResponse:
+    """The sidebar's marker for a reply being written, polled while it shows: the marker again
+    while the reply is in progress, nothing once it is not (which ends the polling)."""
+    return render(request, f"{SIDEBAR}#replying-marker", {"item": _sidebar_conversation(request, public_id)})

@@ -65,7 +65,7 @@ class AsgiServer:
             try:
                 requests.get(f"{self.url}/accounts/login/", timeout=5)
                 return self
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):
                 time.sleep(0.1)  # polling for the state "listening", bounded by the deadline
         self.__exit__(None, None, None)  # never leave the process behind
         raise RuntimeError("uvicorn did not start within 60 seconds")

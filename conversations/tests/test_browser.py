@@ -104,7 +104,7 @@ def test_stop_then_retry_in_the_browser(page: Page, asgi_server, browser_user, c
 
     stopped = page.locator("article.bubble.assistant.status-interrupted")
     expect(stopped).to_be_visible(timeout=10_000)
-    expect(stopped.locator(".problem")).to_have_text("Stopped.")
+    expect(stopped.locator(".note.stopped")).to_have_text("Stopped.")
     expect(stopped).to_contain_text("word0 word1 word2 word3")
 
     stopped.get_by_role("button", name="Retry").click()
@@ -154,3 +154,32 @@ def test_send_becomes_stop_and_esc_stops_the_reply_keeping_what_is_typed(
     expect(page.locator("#composer").get_by_role("button", name="Send")).to_be_visible()
     expect(box).to_have_value("next question")
     page.screenshot(path=str(tmp_path / "stopped.png"))
+
+
+def test_set_a_system_prompt_then_switch_model_mid_chat(page: Page, asgi_server, browser_user, chat_model, fake_upstream, tmp_path):
+    from aimodels.tests.factories import AIModelFactory
+
+    other = AIModelFactory(name="other-model", provider="openai_compatible", api_endpoint=chat_model.api_endpoint,
+                           deployment_name="other-deployment", api_key_env="", description="The other one.")
+    fake_upstream.script(FakeReply(text="First answer."), FakeReply(text="Second answer."))
+    log_in(page, asgi_server, browser_user)
+
+    page.locator("#system-prompt summary").click()
+    page.get_by_label("System prompt").fill("Be brief.")
+    page.get_by_label("Message").fill("hi")
+    page.get_by_role("button", name="Send").click()
+    expect(page.locator("article.bubble.assistant.status-complete")).to_have_count(1)
+    assert fake_upstream.chat_requests[0].body["messages"][0] == {"role": "system", "content": "Be brief."}
+
+    page.get_by_label("Model").select_option(label="other-model")
+    expect(page.locator("#model-description")).to_have_text("The other one.")
+    page.get_by_label("Message").fill("again")
+    page.get_by_role("button", name="Send").click()
+
+    expect(page.locator("article.bubble.assistant.status-complete")).to_have_count(2)
+    expect(page.locator("article.bubble.assistant .who").last).to_have_text("other-model")
+    assert fake_upstream.chat_requests[1].body["model"] == "other-deployment"
+    page.locator("article.bubble.assistant details.usage").last.locator("summary").click()
+    expect(page.locator("article.bubble.assistant details.usage").last).to_contain_text("reply tokens")
+    page.screenshot(path=str(tmp_path / "switched.png"))
+    page.screenshot(path="/tmp/screens/switched.png")

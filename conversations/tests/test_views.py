@@ -396,3 +396,139 @@ def test_at_most_the_set_number_of_replies_are_written_at_once_per_user(signed_i
     assert "2 of your replies are being written in other conversations; at most 2 at once" in body
     assert "and this" in body
     assert not third.messages.exists()
+
+
+# Choosing the model ----------------------------------------------------------------------------
+@pytest.mark.django_db
+def test_a_message_can_switch_the_model_mid_chat(signed_in, conversation, chat_model):
+    other = AIModelFactory(name="other-model", provider="openai_compatible", api_endpoint=chat_model.api_endpoint,
+                           api_key_env="", description="Quick and cheap.")
+
+    signed_in.post(send_url(conversation), {"content": "hi", "model": other.pk}, headers=HTMX)
+
+    reply = conversation.messages.get(role=Message.Role.ASSISTANT)
+    assert reply.model == other
+    conversation.refresh_from_db()
+    assert conversation.model == other
+
+
+@pytest.mark.django_db
+def test_the_picker_preselects_the_last_model_and_gives_each_its_description(signed_in, conversation, chat_model):
+    other = AIModelFactory(name="other-model", provider="openai_compatible", api_endpoint=chat_model.api_endpoint,
+                           api_key_env="", description="Quick <and> cheap.")
+    conversation.model = other
+    conversation.save()
+
+    page = BeautifulSoup(signed_in.get(conversation.get_absolute_url()).content, "html.parser")
+
+    picker = page.find("select", attrs={"name": "model"})
+    assert picker.find("option", selected=True).text == "other-model"
+    assert picker.find("option", string="other-model")["data-description"] == "Quick <and> cheap."
+    assert page.find(id="model-description").text == "Quick <and> cheap."
+    assert "Quick &lt;and&gt; cheap." in str(page.find(id="model-description"))
+
+
+@pytest.mark.django_db
+def test_each_reply_names_the_model_that_wrote_it(signed_in, conversation, chat_model):
+    other = AIModelFactory(name="other-model", provider="openai_compatible", api_endpoint=chat_model.api_endpoint, api_key_env="")
+    MessageFactory(conversation=conversation, content="q1")
+    MessageFactory(conversation=conversation, reply=True, model=chat_model, content="from the first")
+    MessageFactory(conversation=conversation, content="q2")
+    MessageFactory(conversation=conversation, reply=True, model=other, content="from the second")
+
+    page = BeautifulSoup(signed_in.get(conversation.get_absolute_url()).content, "html.parser")
+
+    assert [who.text for who in page.select("article.assistant .who")] == [chat_model.name, "other-model"]
+
+
+@pytest.mark.django_db
+def test_a_model_that_is_not_usable_cannot_be_chosen(signed_in, conversation, chat_model):
+    hidden = AIModelFactory(name="keyless", provider="openai_compatible", api_endpoint=chat_model.api_endpoint,
+                            api_key_env="NO_SUCH_KEY_VARIABLE")
+
+    response = signed_in.post(send_url(conversation), {"content": "hi", "model": hidden.pk}, headers=HTMX)
+
+    assert_refused_keeping_the_text(response, "That model is not available. Pick another.", "hi")
+
+
+# Usage -----------------------------------------------------------------------------------------
+@pytest.mark.django_db
+def test_a_reply_shows_its_tokens_on_demand(signed_in, conversation, chat_model):
+    MessageFactory(conversation=conversation, content="q")
+    MessageFactory(conversation=conversation, reply=True, model=chat_model, usage={"prompt_tokens": 120, "completion_tokens": 45})
+
+    page = BeautifulSoup(signed_in.get(conversation.get_absolute_url()).content, "html.parser")
+
+    usage = page.select_one("article.assistant details.usage")
+    assert usage.summary.text == "Usage"
+    assert "120 prompt tokens · 45 reply tokens" in usage.text
+
+
+@pytest.mark.django_db
+def test_the_account_page_totals_the_last_30_days_per_model(signed_in, user, conversation, chat_model):
+    other = AIModelFactory(name="other-model", provider="openai_compatible", api_endpoint=chat_model.api_endpoint, api_key_env="")
+    for model, prompt, completion in ((chat_model, 100, 10), (chat_model, 50, 5), (other, 7, 3)):
+        MessageFactory(conversation=conversation, reply=True, model=model,
+                       usage={"prompt_tokens": prompt, "completion_tokens": completion})
+    old = MessageFactory(conversation=conversation, reply=True, model=chat_model, usage={"prompt_tokens": 9999, "completion_tokens": 9999})
+    Message.objects.filter(pk=old.pk).update(created_at=timezone.now() - timedelta(days=31))
+    MessageFactory(conversation=ConversationFactory(model=chat_model), reply=True, model=chat_model,
+                   usage={"prompt_tokens": 5000, "completion_tokens": 5000})  # another user's
+
+    page = BeautifulSoup(signed_in.get(reverse("accounts:profile")).content, "html.parser")
+
+    rows = [[cell.text for cell in row.find_all(["th", "td"])] for row in page.select(".usage-table tbody tr")]
+    assert rows == [[chat_model.name, "2", "150", "15"], ["other-model", "1", "7", "3"]]
+
+
+# System prompt ---------------------------------------------------------------------------------
+@pytest.mark.django_db
+def test_a_new_chat_starts_with_the_users_default_system_prompt(signed_in, user, chat_model):
+    user.default_system_prompt = "Answer <briefly>."
+    user.save()
+
+    page = BeautifulSoup(signed_in.get(reverse("conversations:new")).content, "html.parser")
+    box = page.find("textarea", attrs={"name": "system_prompt"})
+    assert box.text.strip() == "Answer <briefly>."
+    assert box["form"] == "composer"
+
+    signed_in.post(send_url(), {"content": "hi", "model": chat_model.pk, "system_prompt": "Be terse."}, headers=HTMX)
+    conversation = Conversation.objects.get()
+    assert conversation.system_prompt == "Be terse."
+    assert conversation.system_prompt_tokens > 0
+
+
+@pytest.mark.django_db
+def test_a_conversations_system_prompt_can_be_changed(signed_in, conversation):
+    url = reverse("conversations:system_prompt", args=[conversation.public_id])
+
+    response = signed_in.post(url, {"system_prompt": "  Reply in French.  "}, headers=HTMX)
+
+    assert response.status_code == 200
+    conversation.refresh_from_db()
+    assert conversation.system_prompt == "Reply in French."
+    assert conversation.system_prompt_tokens > 0
+    assert "Saved." in response.content.decode()
+
+
+@pytest.mark.django_db
+def test_a_system_prompt_that_leaves_no_room_is_refused_with_the_numbers(signed_in, conversation, chat_model):
+    chat_model.context_window, chat_model.max_completion_tokens = 2_000, 500
+    chat_model.save()
+    url = reverse("conversations:system_prompt", args=[conversation.public_id])
+
+    response = signed_in.post(url, {"system_prompt": "word " * 1_500}, headers=HTMX)
+
+    assert response.status_code == 422
+    assert re.search(r"This system prompt is [\d,]+ tokens; fake-gpt leaves room for at most [\d,]+", html.unescape(response.content.decode()))
+    conversation.refresh_from_db()
+    assert conversation.system_prompt == ""
+
+
+@pytest.mark.django_db
+def test_the_default_system_prompt_is_an_account_setting(signed_in, user):
+    response = signed_in.post(reverse("accounts:profile"), {"default_system_prompt": "Use metric units."})
+
+    assert response["Location"] == reverse("accounts:profile")
+    user.refresh_from_db()
+    assert user.default_system_prompt == "Use metric units."

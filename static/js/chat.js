@@ -57,6 +57,13 @@
   document.addEventListener("input", function (event) {
     if (event.target.name === "content") { countCharacters(); }
   });
+  // The chosen model's description, under the picker.
+  document.addEventListener("change", function (event) {
+    if (event.target.name !== "model" || !event.target.form || event.target.form.id !== "composer") { return; }
+    var hint = document.getElementById("model-description");
+    var chosen = event.target.selectedOptions[0];
+    if (hint) { hint.textContent = chosen ? chosen.dataset.description || "" : ""; }
+  });
   document.addEventListener("click", function (event) {
     if (event.target.closest("#composer button.stop-reply") && liveStop()) { liveStop().click(); }
   });
