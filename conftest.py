@@ -43,6 +43,12 @@ def _tasks_run_at_once(settings):
     settings.TASKS = {"default": {"BACKEND": "django.tasks.backends.immediate.ImmediateBackend"}}
 
 
+@pytest.fixture(autouse=True)
+def _no_generated_titles(settings):
+    # A title is one more request to the fake upstream; only the tests of titles want it.
+    settings.GENERATED_TITLES = False
+
+
 @pytest.fixture
 def queued_tasks(settings):
     """Tasks are recorded, not run: the DummyBackend's list of enqueued results."""

@@ -36,6 +36,14 @@ logger = logging.getLogger(__name__)
 KEYLESS = "no-key"
 PROBE_PROMPT = "Reply with the single word OK."
 PROBE_MAX_TOKENS = 16
+TITLE_PROMPT = (
+    "Write a title of two to six words for a conversation that begins with the message below. "
+    "Answer with the title only: no quotes, no full stop."
+)
+TITLE_MAX_TOKENS = 24  # a reasoning model spends tokens thinking first: it gets TITLE_REASONING_TOKENS
+TITLE_REASONING_TOKENS = 1_000
+TITLE_MAX_LENGTH = 80
+TITLE_SOURCE_CHARACTERS = 2_000
 
 
 class FailureKind(StrEnum):
@@ -290,6 +298,26 @@ def _request_id_of(error: BaseException) -> str | None:
     APIStatusError has it from the SDK, errors raised mid-stream from reply_pieces."""
     value = getattr(error, "request_id", None)
     return value if isinstance(value, str) and value else None
+
+
+def title_clean(text: str) -> str:
+    """A model's answer to TITLE_PROMPT as a title: its first line, without a "Title:" label,
+    quotes, markdown emphasis or a closing full stop; at most TITLE_MAX_LENGTH characters."""
+    line = next((line for line in text.strip().splitlines() if line.strip()), "")
+    line = re.sub(r"^\s*(title\s*:\s*)", "", line, flags=re.IGNORECASE)
+    line = " ".join(line.strip().strip("\"'“”‘’«»`*#_ ").split()).rstrip(".")
+    return line if len(line) <= TITLE_MAX_LENGTH else line[: TITLE_MAX_LENGTH - 1].rstrip() + "…"
+
+
+async def title_ask(*, model: AIModel, text: str) -> str:
+    """A short title for a conversation that begins with `text`, asked of `model` (one small,
+    non-streamed request); "" when the answer holds none. Raises the SDK's errors and ProviderError."""
+    messages = [{"role": "system", "content": TITLE_PROMPT}, {"role": "user", "content": text[:TITLE_SOURCE_CHARACTERS]}]
+    limit = TITLE_REASONING_TOKENS if model.is_reasoning else TITLE_MAX_TOKENS
+    kwargs = chat_request_kwargs(model=model, messages=messages, stream=False, max_tokens=limit)
+    completion = await client_get(model=model).chat.completions.create(**kwargs)
+    answer = completion.choices[0].message.content if completion.choices else None
+    return title_clean(answer or "")
 
 
 # Errors --------------------------------------------------------------------------------------

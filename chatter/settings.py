@@ -213,6 +213,9 @@ MESSAGE_MAX_LENGTH = env.int("MESSAGE_MAX_LENGTH", default=32_000)
 # across workers), and at most this many replies being written at once per user.
 SEND_RATE_PER_USER = env.str("SEND_RATE_PER_USER", default="20/m")
 REPLIES_AT_ONCE_PER_USER = env.int("REPLIES_AT_ONCE_PER_USER", default=2)
+# After a new conversation's first reply, ask its model for a title of a few words (one small
+# request, off the reply's path); until then, and without it, the first words are the title.
+GENERATED_TITLES = env.bool("GENERATED_TITLES", default=True)
 # The largest request body accepted, in bytes, on every URL: a larger one is refused with 413
 # before it is read (chatter.limits, in front of Django), and Django's own limit is the same.
 # The default fits the longest message sent the costliest way: htmx sends the form urlencoded,

@@ -11,14 +11,15 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 import openai
+from django.conf import settings
 from django.db import DatabaseError
 from django.db.models import Q
 from django.utils import timezone
 
 from aimodels.models import AIModel
-from aimodels.services import FailureKind, ProviderError, error_describe, reply_pieces
+from aimodels.services import FailureKind, ProviderError, error_describe, reply_pieces, title_ask
 from conversations.context import DEFAULT_MARGIN, ContextTooLong, select_context
-from conversations.models import STOPPED, Message
+from conversations.models import STOPPED, Conversation, Message
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +32,30 @@ REPLY_STATE = ["content", "status", "error", "usage", "context_omitted", "token_
 # Replies that go back to the model as context: finished ones, and the part of a broken one
 # that the user saw.
 USABLE = (Message.Status.COMPLETE, Message.Status.INTERRUPTED)
+
+
+# Work a reply starts and nobody waits for (a new conversation's title), referenced until done.
+BACKGROUND: set[asyncio.Task] = set()
+
+
+def _in_background(coroutine) -> None:
+    task = asyncio.get_running_loop().create_task(coroutine)
+    BACKGROUND.add(task)
+    task.add_done_callback(BACKGROUND.discard)
+
+
+async def conversation_title_generate(*, conversation: Conversation, model: AIModel, text: str) -> None:
+    """Replace the first words that stand in as a new conversation's title with a few words the
+    model writes. A title the user chose meanwhile stays; a failure leaves the first words."""
+    fallback = conversation.title_from(text)
+    try:
+        title = await title_ask(model=model, text=text)
+    except (ProviderError, openai.OpenAIError) as error:
+        kind = error_describe(error=error, model=model).kind
+        logger.info("Title not generated: kind=%s conversation=%s", kind, conversation.public_id)
+        return
+    if title:
+        await Conversation.objects.filter(pk=conversation.pk, title=fallback).aupdate(title=title)
 
 
 class StopRequested(Exception):
@@ -180,6 +205,7 @@ async def reply_stream(*, reply: Message) -> AsyncIterator[str]:
         return
     model = reply.model
     parts: list[str] = []
+    first_question: str | None = None  # the text of a new conversation's first message
     request_id: str | None = None  # the provider's id for its response, once it answers
     outcome: _Outcome | None = None  # for the log line of a reply that does not complete
     reply.status, reply.error, reply.usage = Message.Status.FAILED, "", None
@@ -187,6 +213,8 @@ async def reply_stream(*, reply: Message) -> AsyncIterator[str]:
         if reason := model.unusable_reason:  # e.g. deactivated since the message was sent
             raise ModelUnusable(reason, kind=_unusable_kind(model))
         messages, reply.context_omitted = await context_build(reply=reply, model=model)
+        spoken = [message["content"] for message in messages if message["role"] != "system"]
+        first_question = spoken[0] if len(spoken) == 1 else None
         finish_reason = None
         pieces = reply_pieces(model=model, messages=messages)
         async for piece in _until_stopped(pieces, reply.pk, checkpoint=lambda: _checkpoint(reply, "".join(parts))):
@@ -242,6 +270,9 @@ async def reply_stream(*, reply: Message) -> AsyncIterator[str]:
             _outcome_log(reply, outcome)
         # Shielded: a client that went away cancels this task, but the save must still land.
         await asyncio.shield(_reply_save(reply))
+    if reply.status == Message.Status.COMPLETE and first_question is not None and settings.GENERATED_TITLES:
+        # After the first exchange, off the reply's path: the reply has ended for the user.
+        _in_background(conversation_title_generate(conversation=reply.conversation, model=model, text=first_question))
 
 
 async def _reply_save(reply: Message) -> None:

@@ -48,6 +48,7 @@ class AsgiServer:
             "DEBUG": "true",  # static files by their plain names (no collectstatic manifest)
             "EMAIL_VERIFICATION_REQUIRED": "true",
             "LLM_MAX_RETRIES": "0",
+            "GENERATED_TITLES": "false",  # no extra requests to the fake upstream
         }
         env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
         return cls(env=env, options=options)
