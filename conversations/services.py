@@ -275,6 +275,15 @@ async def reply_stream(*, reply: Message) -> AsyncIterator[str]:
         _in_background(conversation_title_generate(conversation=reply.conversation, model=model, text=first_question))
 
 
+async def reply_settled(*, reply: Message) -> AsyncIterator[None]:
+    """For a reply another request is writing (another tab, or the page before a reload): wait,
+    yielding at each look, until it ends or is abandoned; `reply` then holds its saved state."""
+    while reply.status == Message.Status.STREAMING and not reply.is_stale:
+        await asyncio.sleep(STOP_POLL_SECONDS)
+        await reply.arefresh_from_db(fields=REPLY_STATE)
+        yield
+
+
 async def _reply_save(reply: Message) -> None:
     reply.token_count = None
     try:

@@ -191,6 +191,9 @@ async def reply_stream(request: HttpRequest, public_id: UUID, pk: int) -> Stream
         if reply.status == Message.Status.PENDING:
             async for text in services.reply_stream(reply=reply):
                 yield _sse("delta", html.escape(text, quote=False))
+        if reply.status == Message.Status.STREAMING:  # written by another request: its end is shown
+            async for _ in services.reply_settled(reply=reply):
+                yield ": still being written\n\n"
         # The retry button goes on the last reply only.
         is_last = reply.status in Message.RETRYABLE and not await Message.objects.filter(
             conversation_id=reply.conversation_id, pk__gt=reply.pk

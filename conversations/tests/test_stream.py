@@ -407,3 +407,20 @@ async def test_a_reply_whose_conversation_is_deleted_meanwhile_ends_quietly(clie
 
     assert not await Message.objects.filter(pk=reply.pk).aexists()
     assert not [r for r in caplog.records if r.levelname == "ERROR" and r.name.startswith(("conversations", "django"))]
+
+
+async def test_a_reply_written_by_another_request_is_shown_when_it_ends(client_in, turn, monkeypatch):
+    monkeypatch.setattr(services, "STOP_POLL_SECONDS", 0.02)
+    _, reply = turn
+    await Message.objects.filter(pk=reply.pk).aupdate(status=Message.Status.STREAMING, content="Half")
+    response = await open_stream(client_in, reply)  # e.g. the page after a reload
+    chunks = aiter(response.streaming_content)
+    assert (await anext(chunks)).startswith(b": stream open")  # it has read the reply as being written
+
+    await Message.objects.filter(pk=reply.pk).aupdate(status=Message.Status.COMPLETE, content="Half and **whole**.")
+    events = parse_events("".join([chunk.decode() async for chunk in chunks]))
+
+    [(name, bubble)] = [event for event in events if event[0] != "message"]
+    assert name == "done"
+    assert "<strong>whole</strong>" in bubble
+    assert "still being written" not in bubble
