@@ -126,7 +126,7 @@ def _rate_words(rate: str) -> str:
     count, period = rate.split("/")
     unit = {"s": "second", "m": "minute", "h": "hour", "d": "day"}.get(period[-1:], period)
     every = f"every {period[:-1]} {unit}s" if period[:-1] else f"a {unit}"
-    return f"{count} messages {every}"
+    return f"{count} message{pluralize(int(count))} {every}"
 
 
 def _reply_for(request: HttpRequest, public_id: UUID, pk: int) -> Message:

@@ -183,3 +183,52 @@ def test_set_a_system_prompt_then_switch_model_mid_chat(page: Page, asgi_server,
     expect(page.locator("article.bubble.assistant details.usage").last).to_contain_text("reply tokens")
     page.screenshot(path=str(tmp_path / "switched.png"))
     page.screenshot(path="/tmp/screens/switched.png")
+
+
+@pytest.fixture
+def strict_server(transactional_db, settings):
+    """chatter under uvicorn with a send rate of one message a minute."""
+    from conversations.tests.asgi_server import AsgiServer
+
+    server = AsgiServer.for_test_database(secret_key=settings.SECRET_KEY)
+    server.env["SEND_RATE_PER_USER"] = "1/m"
+    with server:
+        yield server
+
+
+def test_the_send_rate_is_explained_in_the_page_and_the_text_kept(page: Page, strict_server, browser_user, chat_model, fake_upstream):
+    fake_upstream.script(FakeReply(text="One answer."))
+    log_in(page, strict_server, browser_user)
+    box = page.get_by_label("Message")
+    box.fill("first")
+    box.press("Enter")
+    expect(page.locator("article.bubble.assistant.status-complete")).to_have_count(1)
+
+    box.fill("second, too soon")
+    box.press("Enter")
+
+    expect(page.locator("#composer .errorlist")).to_contain_text(
+        re.compile(r"faster than chatter allows \(1 message a minute\)\. You can send again in \d+ seconds?")
+    )
+    expect(box).to_have_value("second, too soon")
+    expect(page.locator("article.bubble")).to_have_count(2)
+
+
+def test_the_note_that_a_reply_is_being_written_goes_when_it_ends(page: Page, asgi_server, browser_user, chat_model, fake_upstream):
+    fake_upstream.script(FakeReply(text="one two three four", hang_after=2))  # then it stays open
+    log_in(page, asgi_server, browser_user)
+    box = page.get_by_label("Message")
+    box.fill("Take your time")
+    box.press("Enter")
+    expect(page.locator("article.bubble.assistant .stream .content")).to_contain_text("one two")
+    page.evaluate("document.querySelector('#composer').classList.remove('replying')")  # show Send again
+    box.fill("another")
+    page.locator("#composer button.send").click()  # the keyboard path is covered elsewhere
+    note = page.locator("#composer .errorlist.nonfield")
+    expect(note).to_contain_text("A reply is still being written")
+
+    page.keyboard.press("Escape")
+
+    expect(page.locator("article.bubble.assistant.status-interrupted")).to_be_visible(timeout=10_000)
+    expect(note).to_have_count(0)
+    expect(box).to_have_value("another")
