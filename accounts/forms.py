@@ -92,3 +92,11 @@ class AccountSettingsForm(forms.ModelForm):
         model = User
         fields = ("default_system_prompt",)
         widgets = {"default_system_prompt": forms.Textarea(attrs={"rows": 4, "placeholder": "e.g. Answer briefly, in British English."})}
+
+
+class ThemeForm(forms.ModelForm):
+    """Light, dark, or the system's setting: the top bar's buttons."""
+
+    class Meta:
+        model = User
+        fields = ("theme",)

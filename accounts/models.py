@@ -27,6 +27,11 @@ class UserManager(DjangoUserManager):
 
 
 class User(AbstractUser):
+    class Theme(models.TextChoices):  # in the order the top bar offers them
+        LIGHT = "light", "Light"
+        DARK = "dark", "Dark"
+        SYSTEM = "system", "System"
+
     email = models.EmailField("email address", max_length=254)
     email_verified_at = models.DateTimeField(
         null=True, blank=True, help_text="When the user followed the link sent to their address."
@@ -46,6 +51,10 @@ class User(AbstractUser):
     )
     verification_sent_at = models.DateTimeField(
         null=True, blank=True, editable=False, help_text="When the last verification email left."
+    )
+    theme = models.CharField(
+        max_length=6, choices=Theme, default=Theme.SYSTEM,
+        help_text="Light or dark pages, or as the device's setting says.",
     )
 
     objects = UserManager()

@@ -36,3 +36,4 @@ urlpatterns = [
     path("verify/<str:token>/", views.verify_email_confirm, name="verify_email_confirm"),
     path("profile/", views.profile, name="profile"),
 ]
+urlpatterns += [path("theme/", views.theme_set, name="theme_set")]

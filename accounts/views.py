@@ -10,10 +10,11 @@ from django.db import IntegrityError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from accounts import limits, tasks
-from accounts.forms import EMAIL_TAKEN, AccountSettingsForm, EmailChangeForm, LoginForm, RegistrationForm
+from accounts.forms import EMAIL_TAKEN, AccountSettingsForm, EmailChangeForm, LoginForm, RegistrationForm, ThemeForm
 from accounts.middleware import verification_not_required
 from accounts.models import User
 from conversations.models import Message
@@ -192,3 +193,22 @@ def lockout_response(request: HttpRequest, *args, **kwargs) -> HttpResponse:
         {"form": form, "locked_out": True, "cooloff_minutes": minutes},
         status=429,
     )
+
+
+@require_POST
+@verification_not_required
+def theme_set(request: HttpRequest) -> HttpResponse:
+    """Remember the user's theme. The top bar's form posts here: through htmx it gets the form back
+    (theme.js applies the choice to the page); without script, a redirect back to the page it was on."""
+    form = ThemeForm(request.POST, instance=request.user)
+    if not form.is_valid():  # only a forged request gets here: the form offers the three choices
+        return render(request, "base.html#theme-toggle", status=422)
+    form.save(commit=False).save(update_fields=["theme"])
+    if request.headers.get("HX-Request"):
+        return render(request, "base.html#theme-toggle")
+    next_url = request.POST.get("next", "")
+    if not url_has_allowed_host_and_scheme(
+        next_url, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        next_url = settings.LOGIN_REDIRECT_URL
+    return redirect(next_url)

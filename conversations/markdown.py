@@ -4,6 +4,7 @@ Raw HTML in the source is never trusted: markdown-it escapes it (html=False) and
 keeps only an allowlist of tags and attributes, and only http(s)/mailto links.
 """
 
+import html
 import threading
 from functools import partial
 
@@ -80,6 +81,26 @@ def _safe_link(attrs: dict, new: bool = False) -> dict:
 _md = MarkdownIt("commonmark", {"html": False, "linkify": False, "highlight": _highlight}).enable(
     ["table", "strikethrough"]
 )
+_plain_fence, _plain_code_block = _md.renderer.rules["fence"], _md.renderer.rules["code_block"]
+LANGUAGE_NAME_MAX = 40  # a fence's language longer than this is shown cut to it
+
+
+def _fence(self, tokens, idx, options, env) -> str:
+    """Every fenced code block sits in a <div class="code-block"> (chat.js adds its Copy code button
+    there), headed by <div class="code-lang"> with the language when the fence names one."""
+    words = tokens[idx].info.split()
+    name = words[0][:LANGUAGE_NAME_MAX] if words else ""
+    header = f'<div class="code-lang">{html.escape(name)}</div>' if name else ""
+    return f'<div class="code-block">{header}{_plain_fence(tokens, idx, options, env)}</div>\n'
+
+
+def _code_block(self, tokens, idx, options, env) -> str:
+    """An indented code block: the same <div class="code-block">, without a language."""
+    return f'<div class="code-block">{_plain_code_block(tokens, idx, options, env)}</div>\n'
+
+
+_md.add_render_rule("fence", _fence)
+_md.add_render_rule("code_block", _code_block)
 # bleach's Cleaner keeps parser state between calls and is not thread-safe ("create a separate
 # cleaner per thread"), and replies are rendered in several threads at once: one per thread.
 _local = threading.local()

@@ -212,8 +212,8 @@ def test_on_a_phone_the_sidebar_is_a_drawer(watched: Page, asgi_server, browser_
     expect(sidebar).to_be_visible()
     expect(toggle).to_have_attribute("aria-expanded", "true")
     expect(sidebar.get_by_role("link", name="Paris")).to_be_focused()
-    expect(row(page, busy).locator(".replying")).to_be_visible()
-    expect(row(page, busy).locator(".replying")).to_have_text("reply being written")  # visually hidden
+    expect(row(page, busy).locator(".reply-marker")).to_be_visible()
+    expect(row(page, busy).locator(".reply-marker")).to_have_text("reply being written")  # visually hidden
     SCREENS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENS / "sidebar-drawer-phone.png"), animations="disabled")
     page.screenshot(path=str(tmp_path / "drawer-open.png"), animations="disabled")

@@ -1,7 +1,12 @@
 import pytest
+from bleach._vendor import html5lib
 from bs4 import BeautifulSoup
+from django.template.loader import render_to_string
 
 from conversations.markdown import render_markdown
+from conversations.models import Conversation, Message
+from conversations.tests.test_xss import as_browser_text
+from conversations.tests.xss_corpus import XSS_CORPUS
 
 
 def soup(text: str) -> BeautifulSoup:
@@ -91,3 +96,73 @@ def test_rendering_in_many_threads_at_once_gives_the_same_html():
         rendered = list(pool.map(lambda text: str(render_markdown(text)), texts))
 
     assert rendered == expected
+
+
+# Code blocks: a wrapper for the Copy code button, and the fence's language in a header ---------------
+def test_fenced_code_sits_in_a_code_block_headed_by_its_language():
+    block = soup("```python\nx = 1\n```").find("div", class_="code-block")
+
+    assert block.find("div", class_="code-lang").text == "python"
+    assert block.find("pre", class_="highlight") is not None
+
+
+def test_fenced_code_without_a_language_has_no_header():
+    block = soup("```\nplain\n```").find("div", class_="code-block")
+
+    assert block.find("div", class_="code-lang") is None
+    assert block.pre.code.text == "plain\n"
+
+
+def test_indented_code_sits_in_a_code_block_too():
+    block = soup("    indented\n").find("div", class_="code-block")
+
+    assert block.pre.code.text == "indented\n"
+
+
+def test_language_name_is_shown_as_text():
+    html = soup("```<img/src=x/onerror=alert(1)>\ny\n```")
+
+    assert html.find("div", class_="code-lang").text == "<img/src=x/onerror=alert(1)>"
+    assert not html.find("img")
+
+
+def test_a_long_language_name_is_cut():
+    html = soup("```" + "x" * 500 + "\ny\n```")
+
+    assert html.find("div", class_="code-lang").text == "x" * 40
+
+
+# The reply's source for its Copy button (chat.html#message) -----------------------------------------
+def reply_bubble(content: str, status: str = "complete") -> BeautifulSoup:
+    message = Message(pk=1, role=Message.Role.ASSISTANT, status=status, content=content)
+    page = render_to_string("conversations/chat.html#message", {"conversation": Conversation(), "message": message})
+    return BeautifulSoup(page, "html.parser")
+
+
+def test_finished_reply_has_a_copy_button_and_its_markdown_source():
+    bubble = reply_bubble("Some **bold** text.\n\n```python\nx = 1\n```")
+
+    assert bubble.find("button", class_="copy-reply").text == "Copy"
+    assert bubble.find("template", class_="reply-source").text == "Some **bold** text.\n\n```python\nx = 1\n```"
+
+
+def test_reply_without_text_has_no_copy_button():
+    assert reply_bubble("", status="failed").find("button", class_="copy-reply") is None
+
+
+@pytest.mark.parametrize("payload", [pytest.param(payload, id=name) for name, payload in XSS_CORPUS])
+def test_reply_source_is_escaped_text(payload):
+    template = reply_bubble(payload).find("template", class_="reply-source")
+    fragment = html5lib.parseFragment(template.decode_contents(), container="template", treebuilder="etree",
+                                      namespaceHTMLElements=False)
+
+    assert len(fragment) == 0  # no element, no comment: what the browser copies is the text itself
+    assert (fragment.text or "") == as_browser_text(payload)
+
+
+def test_the_reply_being_written_shows_no_template_text():
+    # A {# #} comment spans one line only; a longer one would be printed into the bubble.
+    page = str(reply_bubble("", status="pending"))
+
+    assert "{#" not in page and "{%" not in page
+    assert BeautifulSoup(page, "html.parser").find(class_="stream")["aria-busy"] == "true"

@@ -241,11 +241,11 @@ def test_only_conversations_with_a_reply_being_written_have_the_marker(signed_in
     soup = page_of(signed_in.get(list_url(), headers=HTMX))
 
     marked = {
-        li.select_one(".item-title").get_text(): li.select_one(".replying") is not None
+        li.select_one(".item-title").get_text(): li.select_one(".reply-marker") is not None
         for li in soup.select(".conversation-item")
     }
     assert marked == {"Pending": True, "Streaming": True, "Stale": False, "Done": False}
-    marker = soup.select_one(f"#conversation-{pending.public_id} .replying")
+    marker = soup.select_one(f"#conversation-{pending.public_id} .reply-marker")
     assert marker.get_text() == "reply being written"
     assert "visually-hidden" in marker.span["class"]
 
@@ -254,7 +254,7 @@ def test_only_conversations_with_a_reply_being_written_have_the_marker(signed_in
 def test_the_marker_polls_until_the_reply_is_written(signed_in, make):
     conversation = make("Busy")
     reply = MessageFactory(conversation=conversation, pending=True)
-    marker = page_of(signed_in.get(list_url(), headers=HTMX)).select_one(".replying")
+    marker = page_of(signed_in.get(list_url(), headers=HTMX)).select_one(".reply-marker")
     assert marker["hx-get"] == status_url(conversation)
     assert marker["hx-trigger"].startswith("every ")
 
@@ -262,7 +262,7 @@ def test_the_marker_polls_until_the_reply_is_written(signed_in, make):
     Message.objects.filter(pk=reply.pk).update(status=Message.Status.COMPLETE)
     done = signed_in.get(status_url(conversation), headers=HTMX)
 
-    assert page_of(still).select_one(".replying")["hx-get"] == status_url(conversation)
+    assert page_of(still).select_one(".reply-marker")["hx-get"] == status_url(conversation)
     assert done.status_code == 200  # an empty 200 removes the marker (htmx ignores a 204)
     assert done.content.strip() == b""
 

@@ -1,5 +1,6 @@
 // chatter's own script: Enter sends, Esc stops the reply being written, the box counts its
-// characters near the limit, and the newest message stays in view while a reply streams.
+// characters near the limit, the newest message stays in view while a reply streams (unless the
+// user scrolled up: then "Jump to newest"), and replies and code blocks have Copy buttons.
 (function () {
   "use strict";
 
@@ -9,10 +10,42 @@
     return list.scrollHeight - list.scrollTop - list.clientHeight < 120;
   }
 
+  // The list follows new text while its end is in view. Scrolling up stops that and shows
+  // "Jump to newest"; scrolling back down (or the button, or a reply ending) starts it again.
+  var following = true;
+
+  function syncJump() {
+    var list = messageList(), jump = document.getElementById("jump-newest");
+    if (list && jump) { jump.hidden = following || nearBottom(list); }
+  }
+
   function scrollToEnd(force) {
     var list = messageList();
-    if (list && (force || nearBottom(list))) { list.scrollTop = list.scrollHeight; }
+    if (!list) { return; }
+    if (force) { following = true; }
+    if (following) { list.scrollTop = list.scrollHeight; }
+    syncJump();
   }
+
+  // Any move up is the user's (the script only scrolls down); the very end, or near it on the way
+  // down, follows again. A bubble swapped for a shorter one pulls the list up to its end: following.
+  var lastTop = 0;
+  document.addEventListener("scroll", function (event) {
+    var list = messageList();
+    if (event.target !== list) { return; }
+    var top = list.scrollTop;
+    if (list.scrollHeight - top - list.clientHeight < 2) { following = true; }
+    else if (top < lastTop) { following = false; }
+    else if (nearBottom(list)) { following = true; }
+    lastTop = top;
+    syncJump();
+  }, true);  // scroll events do not bubble: caught on the way down
+  document.addEventListener("click", function (event) {
+    if (!event.target.closest("#jump-newest")) { return; }
+    scrollToEnd(true);
+    var list = messageList();
+    if (list) { list.focus({ preventScroll: true }); }  // the button hides: the focus goes to the list
+  });
 
   function box() { return document.querySelector("#composer textarea[name=content]"); }
 
@@ -97,8 +130,14 @@
       if (!list.children.length) { list.remove(); }
     });
   }
+  // A reply that finished, stopped or failed brings the list to its end, now and again once the
+  // finished bubble has replaced the streaming one (the close comes before that swap).
   document.addEventListener("htmx:sseClose", function () { replyEnded(); scrollToEnd(true); });
-  document.addEventListener("htmx:afterSettle", syncComposer);
+  document.addEventListener("htmx:afterSettle", function () {
+    syncComposer();
+    addCodeCopyButtons();
+    scrollToEnd(false);
+  });
 
   document.addEventListener("htmx:afterSwap", function (event) {
     syncComposer();
@@ -109,7 +148,67 @@
     }
   });
   document.addEventListener("htmx:sseMessage", function () { scrollToEnd(false); });
+  // Copy --------------------------------------------------------------------------------------
+  // A finished reply's Copy copies its Markdown source (the escaped text in its <template>); each
+  // code block gets a "Copy code" button here. Either says "Copied" for 2 s, and so does the
+  // #copy-status live region, for screen readers.
+  // A code block's button lives in the block's shadow tree (styled through ::part): everything under
+  // .content.markdown stays what the server rendered from the model's text, within the bleach
+  // allowlist (test_browser_xss checks exactly that in the page).
+  var COPIED_FOR_MS = 2000;
+
+  function addCodeCopyButtons() {
+    document.querySelectorAll("#message-list .content.markdown .code-block").forEach(function (block) {
+      if (block.shadowRoot) { return; }
+      var button = document.createElement("button");
+      button.type = "button";
+      button.className = "copy-button copy-code";
+      button.setAttribute("part", "copy-code");
+      button.textContent = "Copy code";
+      block.attachShadow({ mode: "open" }).append(button, document.createElement("slot"));
+    });
+  }
+
+  function copiedText(button) {
+    if (button.classList.contains("copy-code")) {
+      var code = button.getRootNode().host.querySelector("pre");
+      return code ? code.textContent.replace(/\n$/, "") : "";
+    }
+    var source = button.closest("article").querySelector("template.reply-source");
+    return source ? source.content.textContent : "";
+  }
+
+  function showCopied(button, label, said) {
+    var status = document.getElementById("copy-status");
+    if (!button.dataset.label) { button.dataset.label = button.textContent; }
+    clearTimeout(Number(button.dataset.timer));
+    button.textContent = label;
+    button.classList.toggle("copied", label === "Copied");
+    if (button.classList.contains("copy-code")) { button.setAttribute("part", label === "Copied" ? "copy-code copied" : "copy-code"); }
+    if (status) { status.textContent = said; }
+    button.dataset.timer = String(setTimeout(function () {
+      button.textContent = button.dataset.label;
+      button.classList.remove("copied");
+      if (button.classList.contains("copy-code")) { button.setAttribute("part", "copy-code"); }
+      if (status && status.textContent === said) { status.textContent = ""; }
+    }, COPIED_FOR_MS));
+  }
+
+  document.addEventListener("click", function (event) {
+    // composedPath: a code block's button is inside its shadow tree (the event's target is the block).
+    var button = event.composedPath().find(function (node) {
+      return node instanceof Element && node.matches("button.copy-button");
+    });
+    if (!button || !messageList() || !messageList().contains(button.getRootNode().host || button)) { return; }
+    var what = button.classList.contains("copy-code") ? "Code" : "Reply";
+    var done = function () { showCopied(button, "Copied", what + " copied to the clipboard."); };
+    var failed = function () { showCopied(button, "Not copied", what + " could not be copied."); };
+    if (!navigator.clipboard) { failed(); return; }
+    navigator.clipboard.writeText(copiedText(button)).then(done, failed);
+  });
+
   document.addEventListener("DOMContentLoaded", function () {
+    addCodeCopyButtons();
     scrollToEnd(true);
     syncComposer();
     countCharacters();
