@@ -5,6 +5,7 @@ keeps only an allowlist of tags and attributes, and only http(s)/mailto links.
 """
 
 import html
+import re
 import threading
 from functools import partial
 
@@ -123,3 +124,75 @@ def _cleaner() -> bleach.Cleaner:
 
 def render_markdown(text: str) -> SafeString:
     return mark_safe(_cleaner().clean(_md.render(text)))
+
+
+_CLOSING_FENCE = re.compile(r" {0,3}(`{3,}|~{3,})[ \t]*\n?")
+
+
+class MarkdownBlocks:
+    """Markdown that arrives piece by piece (a reply as it streams), cut into its finished
+    top-level blocks: a paragraph, list, table, quote or heading once the next block has begun,
+    a code fence as soon as it closes. A finished block cannot change any more (except a link to
+    a reference defined further on, which then stays plain text), so each is rendered once, and
+    their renderings in a row are the whole reply's.
+
+    `rest` is the text after the finished blocks, shown as plain text until it finishes in turn.
+    Line breaks are normalised to "\\n". Parsing happens only when a line is complete, and not
+    at all inside an open code fence until a line that may close it."""
+
+    def __init__(self) -> None:
+        self.rest = ""
+        self._carriage_return = False  # the last piece ended in "\r", perhaps half of "\r\n"
+        self._fence: str | None = None  # the marker of the open fence that `rest` begins with
+        self._checked = 0  # where the lines of `rest` not yet looked at for a closing fence begin
+
+    def feed(self, text: str) -> list[str]:
+        """Adds `text`; returns the source of each block it finished, in order."""
+        if self._carriage_return and text.startswith("\n"):
+            text = text[1:]
+        self._carriage_return = text.endswith("\r")
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+        self.rest += text
+        if "\n" not in text or (self._fence and not self._fence_closes()):
+            return []
+        return self._split()
+
+    def _fence_closes(self) -> bool:
+        complete = self.rest.rfind("\n") + 1
+        lines, self._checked = self.rest[self._checked : complete], complete
+        return any(_closes(line, self._fence) for line in lines.splitlines())
+
+    def _split(self) -> list[str]:
+        complete = self.rest.rfind("\n") + 1
+        lines = self.rest[:complete].splitlines(keepends=True)
+        starts = [token for token in _md.parse(self.rest[:complete]) if token.level == 0 and token.nesting >= 0]
+        last = starts[-1] if starts else None
+        closed_fence = last is not None and last.type == "fence" and _closed(last, lines)
+        finished = starts if closed_fence else starts[:-1]
+        if not finished:
+            self._fence_after(last, lines, first=0)
+            return []
+        cut = len(lines) if closed_fence else last.map[0]
+        bounds = [0] + [token.map[0] for token in finished[1:]] + [cut]
+        sources = ["".join(lines[begin:end]) for begin, end in zip(bounds, bounds[1:])]
+        self.rest = "".join(lines[cut:]) + self.rest[complete:]
+        self._fence_after(None if closed_fence else last, lines, first=cut)
+        return sources
+
+    def _fence_after(self, last, lines: list[str], *, first: int) -> None:
+        """After a parse: note the open fence that `rest` (lines[first:] on) ends with, if it
+        does, and that the lines up to its opening one need no look for a closing one."""
+        self._fence = None
+        if last is not None and last.type == "fence" and not _closed(last, lines):
+            self._fence = last.markup
+            self._checked = sum(len(line) for line in lines[first : last.map[0] + 1])
+
+
+def _closes(line: str, marker: str) -> bool:
+    match = _CLOSING_FENCE.fullmatch(line)
+    return bool(match) and match.group(1)[0] == marker[0] and len(match.group(1)) >= len(marker)
+
+
+def _closed(fence, lines: list[str]) -> bool:
+    begin, end = fence.map
+    return end - begin >= 2 and _closes(lines[end - 1], fence.markup)

@@ -9,8 +9,10 @@ from django.db.models.fields.json import KT
 from django.db.models.functions import Cast, Coalesce, Replace
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.safestring import SafeString, mark_safe
 
 from conversations import tokens
+from conversations.markdown import render_markdown
 
 TITLE_LENGTH = 80
 # A reply still "streaming" with no checkpoint for this long was cut off by a crashed worker.
@@ -193,6 +195,10 @@ class Message(models.Model):
     conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
     role = models.CharField(max_length=10, choices=Role)
     content = models.TextField(blank=True)
+    content_html = models.TextField(
+        blank=True, editable=False,
+        help_text="A reply's Markdown rendered and cleaned, saved with it (rendered block by block as it streamed).",
+    )
     token_count = models.PositiveIntegerField(
         null=True, blank=True, help_text="Tokens of this message in the chat format, counted once when saved."
     )
@@ -230,6 +236,12 @@ class Message(models.Model):
         model = self.model or self.conversation.model
         encoding = tokens.encoding_for(model.deployment_name)
         return tokens.message_tokens(role=self.role, content=self.content, encoding=encoding)
+
+    @property
+    def html(self) -> SafeString:
+        """The reply as cleaned HTML: as saved, or rendered now for a reply saved without it
+        (before replies kept their HTML, or cut off by a worker that died)."""
+        return mark_safe(self.content_html) if self.content_html else render_markdown(self.content)
 
     @property
     def is_stale(self) -> bool:

@@ -19,6 +19,7 @@ from django.utils import timezone
 from aimodels.models import AIModel
 from aimodels.services import FailureKind, ProviderError, error_describe, reply_pieces, title_ask
 from conversations.context import DEFAULT_MARGIN, ContextTooLong, select_context
+from conversations.markdown import MarkdownBlocks, render_markdown
 from conversations.models import STOPPED, Conversation, Message
 
 logger = logging.getLogger(__name__)
@@ -28,7 +29,7 @@ STOP_POLL_SECONDS = 0.5
 CONNECTION_CLOSED = "The connection closed before the reply was finished."
 CUT_SHORT = "The reply broke off before it was finished."
 LENGTH_LIMIT = "The reply reached its length limit ({limit:,} tokens) and stops there."
-REPLY_STATE = ["content", "status", "error", "usage", "context_omitted", "token_count", "updated_at"]
+REPLY_STATE = ["content", "content_html", "status", "error", "usage", "context_omitted", "token_count", "updated_at"]
 # Replies that go back to the model as context: finished ones, and the part of a broken one
 # that the user saw.
 USABLE = (Message.Status.COMPLETE, Message.Status.INTERRUPTED)
@@ -56,6 +57,23 @@ async def conversation_title_generate(*, conversation: Conversation, model: AIMo
         return
     if title:
         await Conversation.objects.filter(pk=conversation.pk, title=fallback).aupdate(title=title)
+
+
+@dataclass(frozen=True, slots=True)
+class TextAdded:
+    """More text of the reply, after the last finished block: shown as plain text for now."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class BlocksFinished:
+    """Blocks of the reply's Markdown that are finished, rendered and cleaned (`html`), and the
+    text after them that is not a finished block yet (`rest`), which the plain text shown
+    becomes."""
+
+    html: str
+    rest: str
 
 
 class StopRequested(Exception):
@@ -186,9 +204,11 @@ async def _checkpoint(reply: Message, text: str) -> None:
     await Message.objects.filter(pk=reply.pk).aupdate(content=text, updated_at=timezone.now())
 
 
-async def reply_stream(*, reply: Message) -> AsyncIterator[str]:
+async def reply_stream(*, reply: Message) -> AsyncIterator[TextAdded | BlocksFinished]:
     """Ask the provider for `reply` (a pending assistant message with conversation and model
-    loaded) and yield each piece of text as it arrives. Saves the reply when it completes and
+    loaded) and yield each piece of text as it arrives or, when a piece finishes blocks of
+    Markdown, those blocks rendered: each block is rendered once, off the event loop, and the
+    saved reply's HTML is these renderings in a row. Saves the reply when it completes and
     when it breaks: provider error, timeout, stop, or the client going away (cancellation).
     Asks nothing when another request already took the reply. Either way `reply` ends up
     holding the reply's state as saved.
@@ -205,6 +225,7 @@ async def reply_stream(*, reply: Message) -> AsyncIterator[str]:
         return
     model = reply.model
     parts: list[str] = []
+    blocks, rendered, unrendered = MarkdownBlocks(), [], ""
     first_question: str | None = None  # the text of a new conversation's first message
     request_id: str | None = None  # the provider's id for its response, once it answers
     outcome: _Outcome | None = None  # for the log line of a reply that does not complete
@@ -221,9 +242,16 @@ async def reply_stream(*, reply: Message) -> AsyncIterator[str]:
             reply.usage = piece.usage or reply.usage
             finish_reason = piece.finish_reason or finish_reason
             request_id = piece.request_id or request_id
-            if piece.text:
-                parts.append(piece.text)
-                yield piece.text
+            if not piece.text:
+                continue
+            parts.append(piece.text)
+            if finished := blocks.feed(piece.text):
+                unrendered = "".join(finished)
+                rendered.append(await asyncio.to_thread(render_markdown, unrendered))
+                unrendered = ""
+                yield BlocksFinished(rendered[-1], blocks.rest)
+            else:
+                yield TextAdded(piece.text)
         if finish_reason is None:
             # A stream that ends without a finish_reason was cut off: it is not complete.
             reply.status, reply.error = Message.Status.INTERRUPTED, CUT_SHORT
@@ -269,7 +297,7 @@ async def reply_stream(*, reply: Message) -> AsyncIterator[str]:
         if outcome is not None:
             _outcome_log(reply, outcome)
         # Shielded: a client that went away cancels this task, but the save must still land.
-        await asyncio.shield(_reply_save(reply))
+        await asyncio.shield(_reply_save(reply, rendered=rendered, unrendered=unrendered + blocks.rest))
     if reply.status == Message.Status.COMPLETE and first_question is not None and settings.GENERATED_TITLES:
         # After the first exchange, off the reply's path: the reply has ended for the user.
         _in_background(conversation_title_generate(conversation=reply.conversation, model=model, text=first_question))
@@ -284,10 +312,17 @@ async def reply_settled(*, reply: Message) -> AsyncIterator[None]:
         yield
 
 
-async def _reply_save(reply: Message) -> None:
+async def _reply_save(reply: Message, *, rendered: list[str], unrendered: str) -> None:
+    """Saves the reply's final state; its HTML is the blocks rendered as they finished, then
+    the text after them."""
+    if unrendered.strip():
+        rendered = [*rendered, await asyncio.to_thread(render_markdown, unrendered)]
+    reply.content_html = "".join(rendered)
     reply.token_count = None
     try:
-        await reply.asave(update_fields=["content", "status", "error", "usage", "context_omitted", "updated_at"])
+        await reply.asave(
+            update_fields=["content", "content_html", "status", "error", "usage", "context_omitted", "updated_at"]
+        )
     except DatabaseError:
         if await Message.objects.filter(pk=reply.pk).aexists():
             raise

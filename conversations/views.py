@@ -158,7 +158,7 @@ def reply_retry(request: HttpRequest, public_id: UUID, pk: int) -> HttpResponse:
         status=Message.Status.STREAMING, updated_at__lt=timezone.now() - STALE_STREAM
     )
     reset = is_last and Message.objects.filter(retryable, pk=reply.pk).update(
-        status=Message.Status.PENDING, content="", error="", usage=None, token_count=None, stop_requested=False,
+        status=Message.Status.PENDING, content="", content_html="", error="", usage=None, token_count=None, stop_requested=False,
         model=reply.conversation.model,
     )
     if not reset:
@@ -177,7 +177,9 @@ def _sse(event: str, data: str) -> str:
 @require_GET
 async def reply_stream(request: HttpRequest, public_id: UUID, pk: int) -> StreamingHttpResponse:
     """Server-sent events for one reply: 'delta' events carry HTML-escaped text as it arrives;
-    a final 'done' event carries the finished bubble, rendered server-side."""
+    when Markdown blocks finish, a 'block' event carries them rendered and a 'tail' event the
+    escaped text after them (which replaces the text shown so far); a final 'done' event carries
+    the finished bubble, rendered server-side."""
     user = await request.auser()
     try:
         reply = await Message.objects.select_related("conversation", "model").aget(
@@ -189,8 +191,11 @@ async def reply_stream(request: HttpRequest, public_id: UUID, pk: int) -> Stream
     async def events() -> AsyncIterator[str]:
         yield ": stream open\n\n"  # sent at once, so the browser knows the stream is up
         if reply.status == Message.Status.PENDING:
-            async for text in services.reply_stream(reply=reply):
-                yield _sse("delta", html.escape(text, quote=False))
+            async for event in services.reply_stream(reply=reply):
+                if isinstance(event, services.BlocksFinished):
+                    yield _sse("block", event.html) + _sse("tail", html.escape(event.rest, quote=False))
+                else:
+                    yield _sse("delta", html.escape(event.text, quote=False))
         if reply.status == Message.Status.STREAMING:  # written by another request: its end is shown
             async for _ in services.reply_settled(reply=reply):
                 yield ": still being written\n\n"
@@ -198,7 +203,7 @@ async def reply_stream(request: HttpRequest, public_id: UUID, pk: int) -> Stream
         is_last = reply.status in Message.RETRYABLE and not await Message.objects.filter(
             conversation_id=reply.conversation_id, pk__gt=reply.pk
         ).aexists()
-        # Markdown, highlighting and cleaning are CPU work: done off the event loop.
+        # The reply's HTML is saved with it; an older reply's Markdown is rendered here, off the event loop.
         bubble = await sync_to_async(render_to_string, thread_sensitive=False)(
             f"{PAGE}#message", {"conversation": reply.conversation, "message": reply, "is_last": is_last}
         )

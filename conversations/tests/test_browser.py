@@ -68,7 +68,7 @@ def test_send_and_watch_the_reply_stream_in(page: Page, asgi_server, browser_use
     user_bubble = page.locator("article.bubble.user")
     expect(user_bubble).to_have_text("Write a greeting function")
     expect(page.get_by_label("Message")).to_have_value("")
-    streaming = page.locator("article.bubble.assistant .stream .content")
+    streaming = page.locator("article.bubble.assistant .stream")
     expect(streaming).to_contain_text("Here is")  # the first words, while the rest is on its way
     expect(page.get_by_role("button", name="Stop")).to_be_visible()
     page.screenshot(path=str(tmp_path / "streaming.png"))
@@ -99,7 +99,7 @@ def test_stop_then_retry_in_the_browser(page: Page, asgi_server, browser_user, c
 
     page.get_by_label("Message").fill("Talk for a while")
     page.keyboard.press("Enter")
-    expect(page.locator("article.bubble.assistant .stream .content")).to_contain_text("word3")
+    expect(page.locator("article.bubble.assistant .stream .content.plain")).to_contain_text("word3")
     page.get_by_role("button", name="Stop").click()
 
     stopped = page.locator("article.bubble.assistant.status-interrupted")
@@ -140,7 +140,7 @@ def test_send_becomes_stop_and_esc_stops_the_reply_keeping_what_is_typed(
     box = page.get_by_label("Message")
     box.fill("Talk for a while")
     box.press("Enter")
-    expect(page.locator("article.bubble.assistant .stream .content")).to_contain_text("word2")
+    expect(page.locator("article.bubble.assistant .stream .content.plain")).to_contain_text("word2")
     expect(page.locator("#composer").get_by_role("button", name="Stop")).to_be_visible()
     expect(page.locator("#composer").get_by_role("button", name="Send")).to_be_hidden()
     expect(box).to_be_focused()
@@ -220,7 +220,7 @@ def test_the_note_that_a_reply_is_being_written_goes_when_it_ends(page: Page, as
     box = page.get_by_label("Message")
     box.fill("Take your time")
     box.press("Enter")
-    expect(page.locator("article.bubble.assistant .stream .content")).to_contain_text("one two")
+    expect(page.locator("article.bubble.assistant .stream .content.plain")).to_contain_text("one two")
     page.evaluate("document.querySelector('#composer').classList.remove('replying')")  # show Send again
     box.fill("another")
     page.locator("#composer button.send").click()  # the keyboard path is covered elsewhere

@@ -259,7 +259,7 @@ def test_escape_closes_a_rename_or_the_drawer_before_it_stops_a_reply(
     log_in(page, asgi_server, browser_user)
     page.get_by_label("Message").fill("Take your time")
     page.keyboard.press("Enter")
-    expect(page.locator("article.bubble.assistant .stream .content")).to_contain_text("one two")
+    expect(page.locator("article.bubble.assistant .stream .content.plain")).to_contain_text("one two")
     header, stop = page.locator("#chat-title"), page.locator("#composer").get_by_role("button", name="Stop")
 
     header.get_by_role("button", name="Rename").click()

@@ -199,7 +199,7 @@ def test_the_reply_being_written_is_busy_and_stop_is_named(page: Page, asgi_serv
 
     send(page, "Talk for a while")
 
-    expect(page.locator("#message-list .stream .content")).to_contain_text("word2")
+    expect(page.locator("#message-list .stream .content.plain")).to_contain_text("word2")
     expect(page.locator("#message-list .stream")).to_have_attribute("aria-busy", "true")
     page.get_by_role("button", name="Stop").first.click()
     expect(page.locator("article.bubble.assistant.status-interrupted")).to_be_visible()
@@ -213,7 +213,7 @@ def test_scrolling_up_stops_following_and_jump_to_newest_brings_the_end_back(
     fake_upstream.script(FakeReply(text=LONG, delay=0.03))
     log_in(page, asgi_server, browser_user)
     send(page, "Count")
-    content = page.locator("#message-list .stream .content")
+    content = page.locator("#message-list .stream .content.plain")
     expect(content).to_contain_text("line 40")
     page.wait_for_function(AT_END)  # following so far
     jump = page.get_by_role("button", name="Jump to newest")
@@ -245,7 +245,7 @@ def test_the_list_goes_to_the_end_when_the_reply_ends(
     fake_upstream.script(reply)
     log_in(page, asgi_server, browser_user)
     send(page, "Count")
-    expect(page.locator("#message-list .stream .content")).to_contain_text("line 30")
+    expect(page.locator("#message-list .stream .content.plain")).to_contain_text("line 30")
     scroll_up(page)
     expect(page.get_by_role("button", name="Jump to newest")).to_be_visible()
 
@@ -260,3 +260,42 @@ def test_the_list_goes_to_the_end_when_the_reply_ends(
 
     page.wait_for_function(AT_END)
     expect(page.get_by_role("button", name="Jump to newest")).to_be_hidden()
+
+
+# Markdown as it streams ---------------------------------------------------------------------------
+LIVE_MARKDOWN = (
+    "Here:\n\n"
+    "| a | b |\n|---|---|\n| 1 | 2 |\n\n"
+    "```python\nprint('<b>')\n```\n\n"
+    "Still writing"
+)
+
+
+def test_a_table_and_a_code_block_show_rendered_while_the_reply_streams(
+    page: Page, asgi_server, browser_user, chat_model, fake_upstream
+):
+    reply = FakeReply(text=LIVE_MARKDOWN, delay=0.02)
+    reply.hang_after = len(reply.pieces()) - 1  # then silence, the last word still to come
+    fake_upstream.script(reply)
+    log_in(page, asgi_server, browser_user)
+    send(page, "Show me a table and some code")
+
+    live = page.locator("#message-list .stream")
+    expect(live.locator(".content.plain")).to_have_text("Still")  # the unfinished paragraph, as text
+    blocks = live.locator(".content.markdown")
+    expect(blocks.locator("table td").first).to_have_text("1")
+    expect(blocks.locator(".code-lang")).to_have_text("python")
+    expect(blocks.locator("pre")).to_have_text("print('<b>')\n")
+    expect(blocks.get_by_role("button", name="Copy code")).to_be_visible()
+    page.screenshot(path=str(SCREENS / "live-markdown.png"))
+    streamed = blocks.evaluate("b => b.innerHTML")
+    table_at = blocks.locator("table").evaluate("t => t.getBoundingClientRect().top - t.closest('article').getBoundingClientRect().top")
+
+    page.keyboard.press("Escape")
+
+    final = page.locator("article.bubble.assistant.status-interrupted .content.markdown")
+    expect(final.locator("p").last).to_have_text("Still")
+    assert final.evaluate("b => b.innerHTML").startswith(streamed)  # the blocks shown stay as they were
+    assert final.locator("table").evaluate(
+        "t => t.getBoundingClientRect().top - t.closest('article').getBoundingClientRect().top"
+    ) == pytest.approx(table_at, abs=1)

@@ -4,6 +4,7 @@ Each test leaves exactly the rows it should: the user's message untouched, the r
 interrupted (partial text kept) or failed (with a readable reason)."""
 
 import asyncio
+import html
 import re
 
 import pytest
@@ -13,7 +14,8 @@ from django.urls import reverse
 
 from accounts.tests.factories import UserFactory
 from bench.fake_upstream import FakeError, FakeReply
-from conversations import services, tokens
+from conversations import models, services, tokens
+from conversations.markdown import render_markdown
 from conversations.models import Message
 from conversations.tests.factories import MessageFactory
 
@@ -57,9 +59,22 @@ async def read_all(async_client, reply: Message) -> list[tuple[str, str]]:
 
 
 def deltas(events) -> str:
-    import html
-
     return "".join(html.unescape(data) for name, data in events if name == "delta")
+
+
+def shown(events) -> tuple[str, str]:
+    """What the streaming bubble shows after these events, as the page's htmx swaps them in: the
+    finished blocks' HTML ('block', appended), and the text after them ('delta' appends to it,
+    'tail' replaces it)."""
+    blocks, text = "", ""
+    for name, data in events:
+        if name == "block":
+            blocks += data
+        elif name == "tail":
+            text = html.unescape(data)
+        elif name == "delta":
+            text += html.unescape(data)
+    return blocks, text
 
 
 @pytest.fixture
@@ -320,8 +335,12 @@ async def test_line_breaks_in_model_output_cannot_forge_events(client_in, turn, 
 
     events = await read_all(client_in, reply)
 
-    assert [name for name, _ in events] == ["delta", "done"]
-    assert "forged" in events[0][1]
+    # The blank line finishes a paragraph: it arrives rendered; the rest is text. Each line break
+    # is inside a data line of its event.
+    assert [name for name, _ in events] == ["block", "tail", "done"]
+    block = BeautifulSoup(events[0][1], "html.parser")
+    assert [p.get_text() for p in block.find_all("p")] == ["a\nevent: done\ndata: forged"]
+    assert events[1][1] == "event: done\ndata: x\n\nb"
     assert (await reload(reply)).content == forged
 
 
@@ -424,3 +443,63 @@ async def test_a_reply_written_by_another_request_is_shown_when_it_ends(client_i
     assert name == "done"
     assert "<strong>whole</strong>" in bubble
     assert "still being written" not in bubble
+
+
+# Markdown as it streams ---------------------------------------------------------------------------
+TABLE_AND_CODE = "Here:\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n```python\nprint('<b>')\n```\n\nDone."
+
+
+async def test_finished_blocks_arrive_rendered_once_and_the_reply_keeps_their_html(
+    client_in, turn, fake_upstream, monkeypatch
+):
+    _, reply = turn
+    fake_upstream.script(FakeReply(text=TABLE_AND_CODE, chunks=15))
+    renders = []
+    monkeypatch.setattr(services, "render_markdown", lambda text: renders.append(text) or render_markdown(text))
+    monkeypatch.setattr(models, "render_markdown", lambda text: pytest.fail("rendered again"))
+
+    events = await read_all(client_in, reply)
+
+    assert events[-1][0] == "done" and "block" in dict(events)
+    blocks, rest = shown(events[:-1])
+    page = BeautifulSoup(blocks, "html.parser")
+    assert page.find("table").find("td").text == "1"
+    assert page.find("div", class_="code-lang").text == "python"
+    assert page.find("pre").get_text() == "print('<b>')\n"
+    assert rest == "Done."
+    saved = await reload(reply)
+    assert saved.content == TABLE_AND_CODE
+    assert saved.content_html == blocks + render_markdown("Done.") == render_markdown(TABLE_AND_CODE)
+    assert "".join(renders) == TABLE_AND_CODE  # every part of the reply rendered, and only once
+    assert saved.content_html in events[-1][1]  # the finished bubble: the same HTML, nothing moves
+
+
+async def test_a_reply_cut_short_keeps_the_html_of_what_was_written(client_in, turn, fake_upstream):
+    _, reply = turn
+    fake_upstream.script(FakeReply(text="First.\n\n```js\nlet a = 1;\nlet b = 2;\n", chunks=6, cut_after=4))
+
+    events = await read_all(client_in, reply)
+
+    saved = await reload(reply)
+    assert saved.status == Message.Status.INTERRUPTED
+    assert saved.content and saved.content_html == render_markdown(saved.content)
+    assert saved.content_html in events[-1][1]
+
+
+async def test_blocks_are_sanitized_and_the_text_after_them_escaped(client_in, turn, fake_upstream):
+    _, reply = turn
+    attack = "<img src=x onerror=alert(1)>\n\n[x](javascript:alert(3))\n\n<script>alert(2)</script>\n\n<b>end</b>"
+    fake_upstream.script(FakeReply(text=attack))
+
+    events = await read_all(client_in, reply)
+
+    for name, data in events[:-1]:
+        if name == "block":
+            page = BeautifulSoup(data, "html.parser")
+            assert not page.find_all(["img", "script"])
+            assert not page.find("a", href=lambda href: href and "javascript" in href)
+        else:
+            assert "<" not in data
+    blocks, rest = shown(events[:-1])
+    assert BeautifulSoup(blocks, "html.parser").get_text() == "<img src=x onerror=alert(1)>\n[x](javascript:alert(3))\n"
+    assert rest == "<script>alert(2)</script>\n\n<b>end</b>"

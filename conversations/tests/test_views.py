@@ -319,12 +319,14 @@ def test_a_reply_abandoned_by_a_dead_worker_does_not_block_the_conversation(sign
 @pytest.mark.django_db
 def test_retry_reopens_the_last_reply_without_retyping(signed_in, conversation):
     MessageFactory(conversation=conversation, content="the question")
-    reply = MessageFactory(conversation=conversation, reply=True, status="interrupted", content="half", error="x")
+    reply = MessageFactory(
+        conversation=conversation, reply=True, status="interrupted", content="half", content_html="<p>half</p>", error="x"
+    )
 
     response = signed_in.post(reply_url("reply_retry", reply), headers=HTMX)
 
     reply.refresh_from_db()
-    assert (reply.status, reply.content, reply.error) == ("pending", "", "")
+    assert (reply.status, reply.content, reply.content_html, reply.error) == ("pending", "", "", "")
     assert BeautifulSoup(response.content, "html.parser").find(attrs={"sse-connect": reply_url("reply_stream", reply)})
     assert conversation.messages.filter(role="user").get().content == "the question"
 
