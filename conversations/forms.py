@@ -202,6 +202,12 @@ class ConversationRenameForm(forms.ModelForm):
         fields = ("title",)
 
 
+class TitleWatchForm(forms.Form):
+    """The title a new conversation got from its first words: watched until another replaces it."""
+
+    fallback = forms.CharField(max_length=Conversation._meta.get_field("title").max_length, strip=False)
+
+
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 

@@ -20,4 +20,5 @@ urlpatterns = [
     path("c/<uuid:public_id>/rename/title/", views.conversation_rename, {"place": "header"}, name="rename_title"),
     path("c/<uuid:public_id>/delete/", views.conversation_delete, name="delete"),
     path("c/<uuid:public_id>/status/", views.conversation_status, name="status"),
+    path("c/<uuid:public_id>/title/", views.conversation_title_watch, name="title_watch"),
 ]

@@ -1,3 +1,4 @@
+import asyncio
 import html
 import re
 import secrets
@@ -29,6 +30,7 @@ from conversations.forms import (
     MessageForm,
     SidebarCursor,
     SystemPromptForm,
+    TitleWatchForm,
 )
 from conversations.models import STALE_STREAM, Conversation, Message
 
@@ -92,6 +94,8 @@ def message_create(request: HttpRequest, public_id: UUID | None = None) -> HttpR
         **_page_context(request, form.conversation, MessageForm(user=request.user, conversation=form.conversation)),
         "turn": [question, reply],
         "started": conversation is None,
+        # The model will title the new conversation after this exchange: the page watches for it.
+        "title_watch": conversation is None and settings.GENERATED_TITLES,
     }
     response = render(request, f"{PAGE}#turn", context)
     if conversation is None:
@@ -415,3 +419,45 @@ def conversation_status(request: HttpRequest, public_id: UUID) -> HttpResponse:
     """The sidebar's marker for a reply being written, polled while it shows: the marker again
     while the reply is in progress, nothing once it is not (which ends the polling)."""
     return render(request, f"{SIDEBAR}#replying-marker", {"item": _sidebar_conversation(request, public_id)})
+
+
+# A new conversation's generated title, shown on the open page ------------------------------------
+TITLE_WAIT_SECONDS = 25.0  # one long poll's longest wait
+TITLE_POLL_SECONDS = 0.5  # how often it looks
+
+
+@require_GET
+async def conversation_title_watch(request: HttpRequest, public_id: UUID) -> HttpResponse:
+    """Asked by the watcher a new conversation's first turn leaves in the page (chat.html#title-watch):
+    waits until the title is no longer ?fallback= (the first words), then answers as a rename
+    from the header does. When the wait runs out it answers the watcher again, which asks
+    again, if the reply was being written meanwhile (the title is asked for after it ends);
+    otherwise nothing (204): no title is coming, and the watching stops."""
+    user = await request.auser()
+    rows = Conversation.objects.for_user(user).with_reply_in_progress().select_related("model")
+
+    async def look() -> Conversation:
+        try:
+            return await rows.aget(public_id=public_id)
+        except Conversation.DoesNotExist:
+            raise Http404 from None
+
+    conversation = await look()
+    form = TitleWatchForm(request.GET)
+    if not form.is_valid():
+        return HttpResponseBadRequest("Not a title to watch.")
+    loop = asyncio.get_running_loop()
+    deadline, replying = loop.time() + TITLE_WAIT_SECONDS, False
+    while conversation.title == form.cleaned_data["fallback"]:
+        replying = replying or conversation.reply_in_progress
+        if loop.time() >= deadline:
+            if replying:
+                return render(request, f"{PAGE}#title-watch", {"conversation": conversation})
+            return HttpResponse(status=204)
+        await asyncio.sleep(TITLE_POLL_SECONDS)
+        conversation = await look()
+    response = render(request, f"{SIDEBAR}#renamed", {"conversation": conversation, "place": "header"})
+    response["HX-Retarget"] = "#chat-title"
+    response["HX-Reswap"] = "outerHTML"
+    trigger_client_event(response, "conversationRenamed", {"id": str(conversation.public_id), "title": str(conversation)})
+    return response
