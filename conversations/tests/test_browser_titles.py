@@ -44,7 +44,7 @@ def test_the_generated_title_replaces_the_first_words_without_a_reload(
     send(page, QUESTION)
 
     header, rows = page.locator("#chat-title h1"), page.locator("#conversation-list .item-title")
-    expect(page.locator("article.bubble.assistant .stream .content")).to_contain_text("Day one")
+    expect(page.locator("article.bubble.assistant .stream .content.plain")).to_contain_text("Day one")
     expect(header).to_have_text(QUESTION)  # the first words, while the reply is written
     expect(page.locator("article.bubble.assistant.status-complete")).to_be_visible(timeout=15_000)
     expect(header).to_have_text("Three Days in Paris", timeout=15_000)

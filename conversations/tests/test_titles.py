@@ -8,9 +8,9 @@ from asgiref.sync import sync_to_async
 from bs4 import BeautifulSoup
 from django.urls import reverse
 
+from accounts.tests.factories import UserFactory
 from aimodels.services import title_clean
 from bench.fake_upstream import FakeReply
-from accounts.tests.factories import UserFactory
 from conversations import services, views
 from conversations.models import Conversation, ConversationQuerySet, Message
 from conversations.tests.factories import ConversationFactory, MessageFactory
