@@ -4,7 +4,9 @@ from django.contrib.admin.utils import flatten_fieldsets, unquote
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import ProtectedError, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.templatetags.static import static
 from django.urls import path, reverse
+from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
 from accounts.admin import StaffAccessMixin
@@ -81,10 +83,18 @@ class AIModelAdmin(StaffAccessMixin, admin.ModelAdmin):
             kwargs["fields"] = [name for name in fields if name != "version"]
         return super().get_form(request, obj, change, **kwargs)
 
-    @admin.display(boolean=True, description="Key set")
-    def key_set(self, obj: AIModel) -> bool | None:
-        """Yes, no, or (for a keyless local server) neither: no key is needed."""
-        return obj.api_key_is_set if obj.api_key_env else None
+    @admin.display(description="API key")
+    def key_set(self, obj: AIModel) -> str:
+        """Set, not set (flagged: the model is not offered in the chat), or not needed (a keyless local
+        server), in words beside the icon: a bare ✗ would read like the Default column's "no"."""
+        if not obj.api_key_env:
+            return "No key needed"
+        if obj.api_key_is_set:
+            return format_html('<img src="{}" alt="Set"> {}', static("admin/img/icon-yes.svg"), obj.api_key_env)
+        return format_html(
+            '<img src="{}" alt="Not set"> <strong>{} is not set</strong>', static("admin/img/icon-alert.svg"),
+            obj.api_key_env,
+        )
 
     @admin.display(description="API key")
     def api_key_status(self, obj: AIModel) -> str:

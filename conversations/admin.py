@@ -144,7 +144,7 @@ class MessageConversationFilter(SelectedOnlyFilter):
 class ReplyStatusFilter(admin.SimpleListFilter):
     """Conversations with at least one reply in a given state (e.g. the failed ones)."""
 
-    title = "has a reply that is"
+    title = "reply status"  # the admin shows "By reply status"
     parameter_name = "reply_status"
 
     def lookups(self, request, model_admin):
@@ -185,16 +185,16 @@ class MessageDisplayMixin:
         return Truncator(message.error).chars(EXCERPT)
 
     @admin.display(description="Prompt tokens")
-    def prompt_tokens(self, message: Message) -> int | str:
+    def prompt_tokens(self, message: Message) -> str:
         return self._usage_or_empty(message, "prompt_tokens")
 
     @admin.display(description="Completion tokens")
-    def completion_tokens(self, message: Message) -> int | str:
+    def completion_tokens(self, message: Message) -> str:
         return self._usage_or_empty(message, "completion_tokens")
 
-    def _usage_or_empty(self, message: Message, key: str) -> int | str:
+    def _usage_or_empty(self, message: Message, key: str) -> str:
         value = _usage_of(message, key)
-        return self.get_empty_value_display() if value is None else value
+        return self.get_empty_value_display() if value is None else f"{value:,}"  # as the totals: 1,200
 
 
 class NewestMessagesFormSet(BaseInlineFormSet):
