@@ -131,8 +131,9 @@ _CLOSING_FENCE = re.compile(r" {0,3}(`{3,}|~{3,})[ \t]*\n?")
 
 class MarkdownBlocks:
     """Markdown that arrives piece by piece (a reply as it streams), cut into its finished
-    top-level blocks: a paragraph, list, table, quote or heading once the next block has begun,
-    a code fence as soon as it closes. A finished block cannot change any more (except a link to
+    top-level blocks: a heading or rule at the end of its line, a code fence as soon as it
+    closes, a paragraph, table or quote at the blank line after it, any block (a list, an
+    indented code block) once the next block has begun. A finished block cannot change any more (except a link to
     a reference defined further on, which then stays plain text), so each is rendered once, and
     their renderings in a row are the whole reply's.
 
@@ -167,16 +168,16 @@ class MarkdownBlocks:
         lines = self.rest[:complete].splitlines(keepends=True)
         starts = [token for token in _md.parse(self.rest[:complete]) if token.level == 0 and token.nesting >= 0]
         last = starts[-1] if starts else None
-        closed_fence = last is not None and last.type == "fence" and _closed(last, lines)
-        finished = starts if closed_fence else starts[:-1]
+        last_finished = last is not None and _finished(last, lines)
+        finished = starts if last_finished else starts[:-1]
         if not finished:
             self._fence_after(last, lines, first=0)
             return []
-        cut = len(lines) if closed_fence else last.map[0]
+        cut = len(lines) if last_finished else last.map[0]
         bounds = [0] + [token.map[0] for token in finished[1:]] + [cut]
         sources = ["".join(lines[begin:end]) for begin, end in zip(bounds, bounds[1:])]
         self.rest = "".join(lines[cut:]) + self.rest[complete:]
-        self._fence_after(None if closed_fence else last, lines, first=cut)
+        self._fence_after(None if last_finished else last, lines, first=cut)
         return sources
 
     def _fence_after(self, last, lines: list[str], *, first: int) -> None:
@@ -186,6 +187,21 @@ class MarkdownBlocks:
         if last is not None and last.type == "fence" and not _closed(last, lines):
             self._fence = last.markup
             self._checked = sum(len(line) for line in lines[first : last.map[0] + 1])
+
+
+# Blocks a blank line ends: nothing after it can change them. (Not a list: a blank line and an
+# indented line continue its item, and make the whole list loose. Not indented code: it goes on
+# after blank lines.)
+_ENDED_BY_A_BLANK_LINE = {"paragraph_open", "table_open", "blockquote_open"}
+
+
+def _finished(block, lines: list[str]) -> bool:
+    """Whether the last block of the complete lines can still change."""
+    if block.type in ("heading_open", "hr"):
+        return True
+    if block.type == "fence":
+        return _closed(block, lines)
+    return block.type in _ENDED_BY_A_BLANK_LINE and block.map[1] < len(lines)  # blank lines follow
 
 
 def _closes(line: str, marker: str) -> bool:

@@ -15,8 +15,9 @@ from conversations import tokens
 from conversations.markdown import render_markdown
 
 TITLE_LENGTH = 80
-# A reply still "streaming" with no checkpoint for this long was cut off by a crashed worker.
-STALE_STREAM = timedelta(seconds=60)
+# A reply in progress whose writer has not checkpointed (services.CHECKPOINT_SECONDS) for this long
+# has no writer any more (its worker died, or none ever took it): shown as interrupted, retryable.
+STALE_STREAM = timedelta(seconds=15)
 STOPPED = "Stopped."  # a reply's note when the user stopped it: a state, not an error
 
 
@@ -171,7 +172,7 @@ class MessageQuerySet(models.QuerySet):
         """Replies being asked for or written right now (not those left behind by a dead worker)."""
         return self.filter(
             role=Message.Role.ASSISTANT,
-            status__in=(Message.Status.PENDING, Message.Status.STREAMING),
+            status__in=Message.IN_PROGRESS,
             updated_at__gt=timezone.now() - STALE_STREAM,
         )
 
@@ -190,6 +191,7 @@ class Message(models.Model):
         FAILED = "failed"
 
     FINAL = (Status.COMPLETE, Status.INTERRUPTED, Status.FAILED)
+    IN_PROGRESS = (Status.PENDING, Status.STREAMING)
     RETRYABLE = (Status.INTERRUPTED, Status.FAILED)
 
     conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
@@ -245,8 +247,12 @@ class Message(models.Model):
 
     @property
     def is_stale(self) -> bool:
-        """Left 'streaming' by a worker that died: shown as interrupted."""
-        return self.status == self.Status.STREAMING and timezone.now() - self.updated_at > STALE_STREAM
+        """In progress, but nobody is writing it (its worker died): shown as interrupted."""
+        return (
+            self.status in self.IN_PROGRESS
+            and self.updated_at is not None
+            and timezone.now() - self.updated_at > STALE_STREAM
+        )
 
     @property
     def was_stopped(self) -> bool:

@@ -1,8 +1,10 @@
 """One reply from the AI provider: context, the streamed request, and saving whatever came back.
 
-The stream runs async end to end. The reply is written once when it ends or breaks, with a
-checkpoint every CHECKPOINT_SECONDS (also a heartbeat while the provider is silent) so a crashed
-worker loses little; never a write per token.
+A reply is written by a job (reply_write), an asyncio task in the ASGI worker started when the
+message is sent, not tied to any request: a closed tab does not end it. The job publishes the
+reply's events on the relay (conversations.relay), which any page follows. The reply is saved
+once when it ends or breaks, with a checkpoint every CHECKPOINT_SECONDS (also a heartbeat while
+the provider is silent) so a crashed worker loses little; never a write per token.
 """
 
 import asyncio
@@ -11,6 +13,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 import openai
+from asgiref.sync import SyncToAsync
 from django.conf import settings
 from django.db import DatabaseError
 from django.db.models import Q
@@ -21,12 +24,13 @@ from aimodels.services import FailureKind, ProviderError, error_describe, reply_
 from conversations.context import DEFAULT_MARGIN, ContextTooLong, select_context
 from conversations.markdown import MarkdownBlocks, render_markdown
 from conversations.models import STOPPED, Conversation, Message
+from conversations.relay import relay
 
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_SECONDS = 5.0
 STOP_POLL_SECONDS = 0.5
-CONNECTION_CLOSED = "The connection closed before the reply was finished."
+SERVER_STOPPED = "The server stopped before the reply was finished."
 CUT_SHORT = "The reply broke off before it was finished."
 LENGTH_LIMIT = "The reply reached its length limit ({limit:,} tokens) and stops there."
 REPLY_STATE = ["content", "content_html", "status", "error", "usage", "context_omitted", "token_count", "updated_at"]
@@ -154,7 +158,8 @@ async def context_build(*, reply: Message, model: AIModel) -> tuple[list[dict[st
         async for pk, role, content in Message.objects.filter(pk__in=plan.keys).values_list("pk", "role", "content")
     }
     messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
-    messages += [{"role": texts[pk][0], "content": texts[pk][1]} for pk in plan.keys]
+    # (A message missing from `texts` was deleted meanwhile, with its conversation.)
+    messages += [{"role": texts[pk][0], "content": texts[pk][1]} for pk in plan.keys if pk in texts]
     return messages, plan.omitted
 
 
@@ -163,21 +168,25 @@ async def _stop_requested(pk: int) -> bool:
 
 
 async def _until_stopped(
-    chunks: AsyncGenerator, pk: int, *, checkpoint: Callable[[], Awaitable[None]]
+    chunks: AsyncGenerator, pk: int, *, stopped: asyncio.Event, checkpoint: Callable[[], Awaitable[None]]
 ) -> AsyncIterator:
-    """The chunks of `chunks`, checking at most every STOP_POLL_SECONDS (also while the provider
-    is silent) whether the user pressed stop; the flag lives in the database, so a stop request
-    served by another worker process is seen too. Calls `checkpoint` every CHECKPOINT_SECONDS,
-    text or not, so a reply that is still alive never looks abandoned (STALE_STREAM)."""
+    """The chunks of `chunks` until the user presses stop: at once when the stop comes through
+    the relay (`stopped`), else seen in the database within STOP_POLL_SECONDS (also while the
+    provider is silent; a stop served by a worker the relay does not reach). Calls `checkpoint`
+    every CHECKPOINT_SECONDS, text or not, so a reply that is still alive never looks abandoned
+    (STALE_STREAM)."""
     loop = asyncio.get_running_loop()
     iterator = aiter(chunks)
     pending: asyncio.Future | None = None
+    stop = asyncio.ensure_future(stopped.wait())
     last_poll = last_checkpoint = loop.time()
     try:
         while True:
             if pending is None:
                 pending = asyncio.ensure_future(anext(iterator))
-            done, _ = await asyncio.wait({pending}, timeout=STOP_POLL_SECONDS)
+            done, _ = await asyncio.wait({pending, stop}, timeout=STOP_POLL_SECONDS, return_when=asyncio.FIRST_COMPLETED)
+            if stop in done:
+                raise StopRequested
             if done:
                 future, pending = pending, None
                 try:
@@ -194,6 +203,7 @@ async def _until_stopped(
                 await checkpoint()
                 last_checkpoint = last_poll
     finally:
+        stop.cancel()
         if pending is not None:
             pending.cancel()  # ends the source, which is running inside that future
         else:
@@ -204,25 +214,55 @@ async def _checkpoint(reply: Message, text: str) -> None:
     await Message.objects.filter(pk=reply.pk).aupdate(content=text, updated_at=timezone.now())
 
 
-async def reply_stream(*, reply: Message) -> AsyncIterator[TextAdded | BlocksFinished]:
-    """Ask the provider for `reply` (a pending assistant message with conversation and model
-    loaded) and yield each piece of text as it arrives or, when a piece finishes blocks of
+def reply_start_soon(*, reply_id: int) -> None:
+    """From a sync view under ASGI: reply_start in the worker's event loop, so the provider is
+    asked while the page's stream connects. Without an event loop to run a job in (WSGI, the
+    sync test client) the page's stream starts it instead."""
+    # asgiref records the event loop of the thread that runs a sync view (what async_to_sync uses).
+    loop = getattr(SyncToAsync.threadlocal, "main_event_loop", None)
+    if loop is not None and not loop.is_closed():
+        loop.call_soon_threadsafe(lambda: reply_start(reply_id=reply_id))
+
+
+def reply_start(*, reply_id: int) -> None:
+    """From the event loop: start writing the reply as a job here, unless it already is.
+    The relay knows the reply from this moment, so a page can follow it at once."""
+    if (stopped := relay.open(reply_id)) is not None:
+        _in_background(reply_write(reply_id=reply_id, stopped=stopped))
+
+
+async def reply_write(*, reply_id: int, stopped: asyncio.Event) -> None:
+    """The job that writes a reply: claims it (a pending reply no other job has taken), asks the
+    provider and publishes what comes back on the relay, then "end" once the reply is saved.
+    Asks nothing when another worker took the reply; its pages then read the database."""
+    try:
+        claimed = await Message.objects.filter(pk=reply_id, status=Message.Status.PENDING).aupdate(
+            status=Message.Status.STREAMING, updated_at=timezone.now()
+        )
+        if not claimed:
+            return
+        reply = await Message.objects.select_related("conversation", "model").aget(pk=reply_id)
+        async for event in reply_stream(reply=reply, stopped=stopped):
+            if isinstance(event, BlocksFinished):
+                await relay.publish(reply_id, "block", html=event.html, rest=event.rest)
+            else:
+                await relay.publish(reply_id, "delta", text=event.text)
+    finally:
+        await relay.publish(reply_id, "end")
+
+
+async def reply_stream(*, reply: Message, stopped: asyncio.Event) -> AsyncIterator[TextAdded | BlocksFinished]:
+    """Ask the provider for `reply` (an assistant message claimed for writing, with conversation
+    and model loaded) and yield each piece of text as it arrives or, when a piece finishes blocks of
     Markdown, those blocks rendered: each block is rendered once, off the event loop, and the
     saved reply's HTML is these renderings in a row. Saves the reply when it completes and
-    when it breaks: provider error, timeout, stop, or the client going away (cancellation).
-    Asks nothing when another request already took the reply. Either way `reply` ends up
-    holding the reply's state as saved.
+    when it breaks: provider error, timeout, stop (`stopped` set, or the database's flag), or
+    the server stopping (cancellation). `reply` ends up holding the reply's state as saved.
 
     A reply that does not complete gets one log line with its cause and ids (never a key nor
     anyone's text): WARNING when the provider failed or cut it or the server lacks its key,
-    INFO when the user stopped it, left, or the model cannot take it; an unexpected error is
+    INFO when the user stopped it, the server stopped, or the model cannot take it; an unexpected error is
     logged with its traceback instead."""
-    claimed = await Message.objects.filter(pk=reply.pk, status=Message.Status.PENDING).aupdate(
-        status=Message.Status.STREAMING, updated_at=timezone.now()
-    )
-    if not claimed:  # another request has it: show what that one has saved so far
-        await reply.arefresh_from_db(fields=REPLY_STATE)
-        return
     model = reply.model
     parts: list[str] = []
     blocks, rendered, unrendered = MarkdownBlocks(), [], ""
@@ -238,7 +278,8 @@ async def reply_stream(*, reply: Message) -> AsyncIterator[TextAdded | BlocksFin
         first_question = spoken[0] if len(spoken) == 1 else None
         finish_reason = None
         pieces = reply_pieces(model=model, messages=messages)
-        async for piece in _until_stopped(pieces, reply.pk, checkpoint=lambda: _checkpoint(reply, "".join(parts))):
+        checkpoint = lambda: _checkpoint(reply, "".join(parts))  # noqa: E731
+        async for piece in _until_stopped(pieces, reply.pk, stopped=stopped, checkpoint=checkpoint):
             reply.usage = piece.usage or reply.usage
             finish_reason = piece.finish_reason or finish_reason
             request_id = piece.request_id or request_id
@@ -264,8 +305,8 @@ async def reply_stream(*, reply: Message) -> AsyncIterator[TextAdded | BlocksFin
         reply.status, reply.error = Message.Status.INTERRUPTED, STOPPED
         outcome = _Outcome(logging.INFO, "stopped")
     except (asyncio.CancelledError, GeneratorExit):
-        reply.status, reply.error = Message.Status.INTERRUPTED, CONNECTION_CLOSED
-        outcome = _Outcome(logging.INFO, "client_gone")
+        reply.status, reply.error = Message.Status.INTERRUPTED, SERVER_STOPPED
+        outcome = _Outcome(logging.WARNING, "server_stopped")
         raise
     except ModelUnusable as error:
         reply.error = str(error)
@@ -296,7 +337,7 @@ async def reply_stream(*, reply: Message) -> AsyncIterator[TextAdded | BlocksFin
             reply.status = Message.Status.INTERRUPTED
         if outcome is not None:
             _outcome_log(reply, outcome)
-        # Shielded: a client that went away cancels this task, but the save must still land.
+        # Shielded: a server stopping cancels this task, but the save must still land.
         await asyncio.shield(_reply_save(reply, rendered=rendered, unrendered=unrendered + blocks.rest))
     if reply.status == Message.Status.COMPLETE and first_question is not None and settings.GENERATED_TITLES:
         # After the first exchange, off the reply's path: the reply has ended for the user.
@@ -304,12 +345,12 @@ async def reply_stream(*, reply: Message) -> AsyncIterator[TextAdded | BlocksFin
 
 
 async def reply_settled(*, reply: Message) -> AsyncIterator[None]:
-    """For a reply another request is writing (another tab, or the page before a reload): wait,
-    yielding at each look, until it ends or is abandoned; `reply` then holds its saved state."""
-    while reply.status == Message.Status.STREAMING and not reply.is_stale:
+    """For a reply the relay here does not carry (written by another worker): wait, yielding at
+    each look at the database, until it ends or is abandoned; `reply` holds what was saved."""
+    while reply.status in Message.IN_PROGRESS and not reply.is_stale:
+        yield
         await asyncio.sleep(STOP_POLL_SECONDS)
         await reply.arefresh_from_db(fields=REPLY_STATE)
-        yield
 
 
 async def _reply_save(reply: Message, *, rendered: list[str], unrendered: str) -> None:

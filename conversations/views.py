@@ -10,6 +10,7 @@ from uuid import UUID
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -33,6 +34,7 @@ from conversations.forms import (
     TitleWatchForm,
 )
 from conversations.models import STALE_STREAM, Conversation, Message
+from conversations.relay import Event, relay
 
 PAGE = "conversations/chat.html"
 
@@ -90,6 +92,7 @@ def message_create(request: HttpRequest, public_id: UUID | None = None) -> HttpR
         response["Retry-After"] = str(wait)
         return response
     question, reply = form.save()
+    transaction.on_commit(lambda: services.reply_start_soon(reply_id=reply.pk))
     context = {
         **_page_context(request, form.conversation, MessageForm(user=request.user, conversation=form.conversation)),
         "turn": [question, reply],
@@ -150,7 +153,8 @@ def reply_stop(request: HttpRequest, public_id: UUID, pk: int) -> HttpResponse:
     Message.objects.filter(pk=reply.pk, status=Message.Status.PENDING).update(
         status=Message.Status.FAILED, error=services.STOPPED, stop_requested=True
     )
-    Message.objects.filter(pk=reply.pk, status=Message.Status.STREAMING).update(stop_requested=True)
+    if Message.objects.filter(pk=reply.pk, status=Message.Status.STREAMING).update(stop_requested=True):
+        relay.stop_soon(reply.pk)  # at once where the relay reaches; the flag anywhere else
     return HttpResponse(status=204)
 
 
@@ -159,7 +163,7 @@ def reply_retry(request: HttpRequest, public_id: UUID, pk: int) -> HttpResponse:
     reply = _reply_for(request, public_id, pk)
     is_last = not reply.conversation.messages.filter(pk__gt=reply.pk).exists()
     retryable = Q(status__in=Message.RETRYABLE) | Q(
-        status=Message.Status.STREAMING, updated_at__lt=timezone.now() - STALE_STREAM
+        status__in=Message.IN_PROGRESS, updated_at__lt=timezone.now() - STALE_STREAM
     )
     reset = is_last and Message.objects.filter(retryable, pk=reply.pk).update(
         status=Message.Status.PENDING, content="", content_html="", error="", usage=None, token_count=None, stop_requested=False,
@@ -167,23 +171,85 @@ def reply_retry(request: HttpRequest, public_id: UUID, pk: int) -> HttpResponse:
     )
     if not reset:
         return HttpResponseClientRefresh()  # the page is out of date: show what is there now
+    transaction.on_commit(lambda: services.reply_start_soon(reply_id=reply.pk))
     reply.refresh_from_db()
     return render(request, f"{PAGE}#message", {"conversation": reply.conversation, "message": reply, "is_last": True})
 
 
-def _sse(event: str, data: str) -> str:
+def _sse(event: str, data: str, *, id: int | None = None) -> str:
     # Every line break (\r too: browsers split on it) starts a new data line, so text can
     # never end the event early or forge a field of its own.
     lines = data.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-    return f"event: {event}\n" + "".join(f"data: {line}\n" for line in lines) + "\n"
+    return f"event: {event}\n" + "".join(f"data: {line}\n" for line in lines) + (f"id: {id}\n" if id else "") + "\n"
+
+
+def _escaped(text: str) -> str:
+    return html.escape(text, quote=False)
+
+
+def _relayed(events: list[Event], *, fresh: bool) -> str:
+    """Relay events as server-sent events, each carrying its sequence number as its id (so the
+    browser's reconnect resumes after the last one it had). A fresh page gets those written so
+    far as one "snapshot" (the finished blocks) and one "tail" (the text after them)."""
+    if fresh and len(events) > 1:
+        blocks, rest = [], ""
+        for event in events:
+            if event.kind == "block":
+                blocks.append(event.data["html"])
+                rest = event.data["rest"]
+            elif event.kind == "delta":
+                rest += event.data["text"]
+        return _sse("snapshot", "".join(blocks)) + _sse("tail", _escaped(rest), id=events[-1].seq)
+    frames = []
+    for event in events:
+        if event.kind == "block":
+            frames.append(_sse("block", event.data["html"]) + _sse("tail", _escaped(event.data["rest"]), id=event.seq))
+        elif event.kind == "delta":
+            frames.append(_sse("delta", _escaped(event.data["text"]), id=event.seq))
+    return "".join(frames)
+
+
+def _last_event_id(request: HttpRequest) -> int:
+    """The id of the last event a reconnecting EventSource had (0: none, or not one of ours)."""
+    value = request.headers.get("Last-Event-ID", "")
+    return int(value) if value.isascii() and value.isdigit() and len(value) < 10 else 0
+
+
+async def _followed(batches: AsyncIterator[list[Event]], *, fresh: bool) -> AsyncIterator[str]:
+    """The relay's batches as server-sent events (see _relayed), and a comment line whenever
+    KEEPALIVE_SECONDS pass without one, so proxies keep a quiet stream (a model thinking) open."""
+    waiting: asyncio.Future | None = None
+    try:
+        while True:
+            waiting = waiting or asyncio.ensure_future(anext(batches))
+            done, _ = await asyncio.wait({waiting}, timeout=KEEPALIVE_SECONDS)
+            if not done:
+                yield ": still being written\n\n"
+                continue
+            try:
+                batch = waiting.result()
+            except StopAsyncIteration:
+                return
+            waiting = None
+            yield _relayed(batch, fresh=fresh)
+            fresh = False
+    finally:
+        if waiting is not None:
+            waiting.cancel()
+
+
+KEEPALIVE_SECONDS = 15.0  # a comment line this often while nothing else is sent: proxies keep the stream
 
 
 @require_GET
 async def reply_stream(request: HttpRequest, public_id: UUID, pk: int) -> StreamingHttpResponse:
-    """Server-sent events for one reply: 'delta' events carry HTML-escaped text as it arrives;
-    when Markdown blocks finish, a 'block' event carries them rendered and a 'tail' event the
-    escaped text after them (which replaces the text shown so far); a final 'done' event carries
-    the finished bubble, rendered server-side."""
+    """Server-sent events for one reply, from wherever it is when the page connects: the text so
+    far, then live, then its end. Starts the reply's job here if nothing has yet (see
+    services.reply_start). 'delta' events carry HTML-escaped text as it arrives; when Markdown
+    blocks finish, a 'block' event carries them rendered and a 'tail' event the escaped text
+    after them (which replaces the text shown so far); a final 'done' event carries the finished
+    bubble, rendered server-side. A reply the relay here does not carry (another worker writes
+    it) is shown from the database's checkpoints."""
     user = await request.auser()
     try:
         reply = await Message.objects.select_related("conversation", "model").aget(
@@ -191,20 +257,31 @@ async def reply_stream(request: HttpRequest, public_id: UUID, pk: int) -> Stream
         )
     except Message.DoesNotExist:
         raise Http404 from None
+    after = _last_event_id(request)
 
     async def events() -> AsyncIterator[str]:
         yield ": stream open\n\n"  # sent at once, so the browser knows the stream is up
-        if reply.status == Message.Status.PENDING:
-            async for event in services.reply_stream(reply=reply):
-                if isinstance(event, services.BlocksFinished):
-                    yield _sse("block", event.html) + _sse("tail", html.escape(event.rest, quote=False))
-                else:
-                    yield _sse("delta", html.escape(event.text, quote=False))
-        if reply.status == Message.Status.STREAMING:  # written by another request: its end is shown
+        live = reply.status in Message.IN_PROGRESS and not reply.is_stale  # else: shown as saved
+        if live and reply.status == Message.Status.PENDING:
+            services.reply_start(reply_id=reply.pk)
+        if live and relay.knows(reply.pk):
+            async for frames in _followed(relay.follow(reply.pk, after=after), fresh=after == 0):
+                yield frames
+            try:
+                await reply.arefresh_from_db(fields=services.REPLY_STATE)
+            except Message.DoesNotExist:  # its conversation was deleted meanwhile
+                yield _sse("done", "")
+                return
+        else:
+            shown = None
             async for _ in services.reply_settled(reply=reply):
-                yield ": still being written\n\n"
+                if reply.content != shown:  # a checkpoint: the text so far
+                    shown = reply.content
+                    yield _sse("tail", _escaped(shown))
+                else:
+                    yield ": still being written\n\n"
         # The retry button goes on the last reply only.
-        is_last = reply.status in Message.RETRYABLE and not await Message.objects.filter(
+        is_last = reply.display_status in Message.RETRYABLE and not await Message.objects.filter(
             conversation_id=reply.conversation_id, pk__gt=reply.pk
         ).aexists()
         # The reply's HTML is saved with it; an older reply's Markdown is rendered here, off the event loop.

@@ -257,8 +257,9 @@ async def test_stop_pressed_by_the_user_is_info_not_a_warning(client_in, reply, 
     assert parsed(line) == ("interrupted", {"kind": "stopped", **ids(reply)})
 
 
-async def test_a_closed_tab_is_info_not_a_warning(client_in, reply, fake_upstream, logs):
-    fake_upstream.script(FakeReply(text=" ".join(f"w{n}" for n in range(40)), delay=0.1))
+async def test_a_closed_tab_is_no_failure_the_reply_goes_on(client_in, reply, fake_upstream, logs):
+    words = " ".join(f"w{n}" for n in range(40))
+    fake_upstream.script(FakeReply(text=words, delay=0.02))
     response = await client_in.get(stream_url(reply))
     first_delta = asyncio.Event()
 
@@ -272,12 +273,30 @@ async def test_a_closed_tab_is_info_not_a_warning(client_in, reply, fake_upstrea
     tab.cancel()  # what the server sees when the browser goes away
     with pytest.raises(asyncio.CancelledError):
         await tab
+    await asyncio.gather(*services.BACKGROUND)  # the reply's job, which the tab did not own
 
-    assert warnings(logs) == []
-    [line] = reply_lines(logs)
-    assert line.levelno == logging.INFO
-    assert parsed(line) == ("interrupted", {"kind": "client_gone", **ids(reply)})
-    assert (await Message.objects.aget(pk=reply.pk)).error == services.CONNECTION_CLOSED
+    saved = await Message.objects.aget(pk=reply.pk)
+    assert (saved.status, saved.content) == (Message.Status.COMPLETE, words)
+    assert reply_lines(logs) == []
+
+
+async def test_a_server_stopping_mid_reply_is_a_warning_and_keeps_the_text(client_in, reply, fake_upstream, logs):
+    fake_upstream.script(FakeReply(text=" ".join(f"w{n}" for n in range(40)), delay=0.1))
+    response = await client_in.get(stream_url(reply))
+    async for chunk in response.streaming_content:
+        if b"event: delta" in chunk:
+            break
+    [job] = services.BACKGROUND
+
+    job.cancel()  # what a worker shutting down does to its tasks
+    with pytest.raises(asyncio.CancelledError):
+        await job
+
+    [line] = warnings(logs)
+    assert parsed(line) == ("interrupted", {"kind": "server_stopped", **ids(reply)})
+    saved = await Message.objects.aget(pk=reply.pk)
+    assert saved.error == services.SERVER_STOPPED
+    assert saved.content.startswith("w0")
 
 
 async def test_a_deactivated_model_is_info_not_a_warning(

@@ -55,9 +55,9 @@ def test_first_delta_reaches_the_browser_before_the_upstream_finishes(asgi_serve
     assert reply.content == "one two three four five six"
 
 
-def test_closing_the_tab_keeps_the_partial_reply(asgi_server, session, conversation, fake_upstream):
+def test_closing_the_tab_does_not_end_the_reply(asgi_server, session, conversation, fake_upstream):
     words = " ".join(f"w{n}" for n in range(60))
-    fake_upstream.script(FakeReply(text=words, delay=0.1))
+    fake_upstream.script(FakeReply(text=words, delay=0.02))
     stream_url = send(asgi_server, session, conversation, "talk a lot")
 
     path = urlsplit(stream_url).path
@@ -66,19 +66,18 @@ def test_closing_the_tab_keeps_the_partial_reply(asgi_server, session, conversat
         sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: {cookie}\r\n\r\n".encode())
         received = b""
         while received.count(b"event: delta") < 3:
-            received += sock.recv(65536)
-    # The socket is closed here: the browser went away mid-reply.
+            chunk = sock.recv(65536)
+            assert chunk, "the server closed the stream"
+            received += chunk
+    # The socket is closed here: the browser went away mid-reply. The reply's job goes on.
 
     reply = Message.objects.get(conversation=conversation, role="assistant")
-    deadline = time.monotonic() + 15
-    while reply.status in (Message.Status.PENDING, Message.Status.STREAMING) and time.monotonic() < deadline:
-        time.sleep(0.1)
+    deadline = time.monotonic() + 30
+    while reply.status in Message.IN_PROGRESS and time.monotonic() < deadline:
+        time.sleep(0.05)
         reply.refresh_from_db()
-    assert reply.status == Message.Status.INTERRUPTED
-    assert reply.error == services.CONNECTION_CLOSED
-    assert reply.content.startswith("w0 w1 w2")
-    assert len(reply.content) < len(words)
-    assert Message.objects.get(conversation=conversation, role="user").content == "talk a lot"
+    assert (reply.status, reply.content) == (Message.Status.COMPLETE, words)
+    assert len(fake_upstream.chat_requests) == 1
 
 
 def test_stop_lands_on_another_worker(asgi_server, session, conversation, fake_upstream, client, user):

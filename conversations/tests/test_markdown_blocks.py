@@ -17,33 +17,44 @@ def fed(*pieces: str) -> tuple[list[str], MarkdownBlocks]:
     return finished, blocks
 
 
-def test_a_paragraph_is_finished_when_the_next_block_begins():
-    finished, blocks = fed("First para", "graph.\n", "\n")
+def test_a_paragraph_is_finished_by_the_blank_line_after_it():
+    finished, blocks = fed("First para", "graph.\n", "Same paragraph.\n")
     assert finished == []
 
-    finished, blocks = fed("First paragraph.\n", "\n", "Second")
-    assert finished == []  # "Second" is not a whole line yet
-
-    finished, blocks = fed("First paragraph.\n\n", "Second\n")
-    assert finished == ["First paragraph.\n\n"]
-    assert blocks.rest == "Second\n"
+    assert blocks.feed("\n") == ["First paragraph.\nSame paragraph.\n\n"]
+    assert blocks.rest == ""
 
 
 def test_a_line_under_a_paragraph_can_still_make_it_a_heading():
-    finished, blocks = fed("Title\n", "===\n", "\n")
-
+    finished, blocks = fed("Title\n")
     assert finished == []
-    assert "<h1>Title</h1>" in render_markdown(blocks.rest)
+
+    assert blocks.feed("===\n") == ["Title\n===\n"]  # a heading: finished with its line
+    assert "<h1>Title</h1>" in render_markdown("Title\n===\n")
 
 
-def test_a_table_is_finished_by_the_block_after_it_and_not_before():
+@pytest.mark.parametrize("line", ["# Heading\n", "***\n"])
+def test_a_heading_or_a_rule_is_finished_with_its_line(line):
+    assert fed(line)[0] == [line]
+
+
+def test_a_table_is_finished_by_a_blank_line_and_not_before():
     table = "| a | b |\n|---|---|\n| 1 | 2 |\n"
-    finished, blocks = fed(table, "| 3 | 4 |\n", "\n")
+    finished, blocks = fed(table, "| 3 | 4 |\n")
     assert finished == []
 
-    finished, blocks = fed(table, "\n", "After.\n")
-    assert finished == [table + "\n"]
+    finished += blocks.feed("\nAfter")
+    assert finished == [table + "| 3 | 4 |\n\n"]
     assert "<table>" in render_markdown(finished[0])
+    assert blocks.rest == "After"
+
+
+@pytest.mark.parametrize("block", ["- one\n", "    indented code\n"])
+def test_a_list_or_indented_code_waits_for_the_next_block(block):
+    finished, blocks = fed(block, "\n")
+    assert finished == []
+
+    assert blocks.feed("Next.\n") == [block + "\n"]
 
 
 def test_a_code_fence_is_finished_as_soon_as_it_closes():
