@@ -145,6 +145,17 @@ class MessageForm(forms.Form):
         return question, reply
 
 
+class EarlierMessagesForm(forms.Form):
+    """Where a page of earlier messages ends: ?before=<pk> of the oldest message on screen,
+    which must be one of this conversation's."""
+
+    before = forms.ModelChoiceField(queryset=Message.objects.none(), required=False)
+
+    def __init__(self, *args, conversation: Conversation, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["before"].queryset = conversation.messages.only("pk", "created_at")
+
+
 # A system prompt must leave room for at least a short message.
 SHORTEST_MESSAGE_TOKENS = 64
 

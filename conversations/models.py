@@ -168,6 +168,17 @@ class MessageQuerySet(models.QuerySet):
             .order_by("-completion_tokens", "model__name")
         )
 
+    def newest_first(self) -> "MessageQuerySet":
+        """The reverse of the conversation's order (created_at, pk): total, so earlier_than pages it."""
+        return self.order_by("-created_at", "-pk")
+
+    def earlier_than(self, message: "Message") -> "MessageQuerySet":
+        """The messages before `message` in the conversation's order: the page above it (a
+        cursor, not an offset)."""
+        return self.filter(
+            Q(created_at__lt=message.created_at) | Q(created_at=message.created_at, pk__lt=message.pk)
+        )
+
     def replying(self) -> "MessageQuerySet":
         """Replies being asked for or written right now (not those left behind by a dead worker)."""
         return self.filter(

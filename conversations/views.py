@@ -28,6 +28,7 @@ from conversations import services
 from conversations.forms import (
     ConversationRenameForm,
     ConversationSearchForm,
+    EarlierMessagesForm,
     MessageForm,
     SidebarCursor,
     SystemPromptForm,
@@ -37,13 +38,44 @@ from conversations.models import STALE_STREAM, Conversation, Message
 from conversations.relay import Event, relay
 
 PAGE = "conversations/chat.html"
+MESSAGE_PAGE_SIZE = 50
+
+
+@dataclass
+class MessagePage:
+    """A page of a conversation's messages, oldest first: the newest ones, or those before
+    `before` (the page above it on screen). Read from the database when a template first asks
+    for its items (a turn that does not show the list costs no query)."""
+
+    conversation: Conversation
+    before: Message | None = None
+
+    @cached_property
+    def _page(self) -> tuple[list[Message], str | None]:
+        rows = self.conversation.messages.select_related("model")
+        if self.before is not None:
+            rows = rows.earlier_than(self.before)
+        items = list(rows.newest_first()[: MESSAGE_PAGE_SIZE + 1])
+        earlier_url = None
+        if len(items) > MESSAGE_PAGE_SIZE:
+            items = items[:MESSAGE_PAGE_SIZE]
+            earlier_url = f"{self.conversation.get_absolute_url()}?{urlencode({'before': items[-1].pk})}"
+        return items[::-1], earlier_url
+
+    @property
+    def items(self) -> list[Message]:
+        return self._page[0]
+
+    @property
+    def earlier_url(self) -> str | None:
+        return self._page[1]
 
 
 def _page_context(request: HttpRequest, conversation: Conversation | None, form: MessageForm) -> dict:
     return {
         "conversation": conversation,
         "conversations": _sidebar_page(request, current_id=conversation.public_id if conversation else None),
-        "chat_messages": conversation.messages.select_related("model") if conversation else [],
+        "chat_messages": MessagePage(conversation) if conversation else None,
         "form": form,
         "prompt_form": SystemPromptForm(instance=conversation) if conversation else None,
     }
@@ -65,7 +97,15 @@ def conversation_new(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 def conversation_detail(request: HttpRequest, public_id: UUID) -> HttpResponse:
+    """The page, with the newest messages; with ?before=<pk>, the page of messages above that
+    one (the list scrolled up to its top)."""
     conversation = get_object_or_404(Conversation.objects.for_user(request.user), public_id=public_id)
+    earlier = EarlierMessagesForm(request.GET, conversation=conversation)
+    if not earlier.is_valid():
+        return HttpResponseBadRequest("Not a message of this conversation.")
+    if before := earlier.cleaned_data["before"]:
+        context = {"conversation": conversation, "chat_messages": MessagePage(conversation, before)}
+        return render(request, f"{PAGE}#earlier-messages", context)
     form = MessageForm(user=request.user, conversation=conversation)
     return render(request, PAGE, _page_context(request, conversation, form))
 

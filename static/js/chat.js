@@ -148,6 +148,25 @@
     }
   });
   document.addEventListener("htmx:sseMessage", function () { scrollToEnd(false); });
+
+  // Earlier messages go in above the ones on screen: the list keeps its distance from the end, so
+  // what the user was reading stays where it was (Chromium's scroll anchoring does not at the very
+  // top). Not a move of the user's: `following` stays as it was.
+  var fromEnd = null;
+  function earlierPage(event) {  // the swap's target: afterSwap's elt is each new element
+    return Boolean(event.detail.target && event.detail.target.classList.contains("earlier-messages"));
+  }
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    var list = messageList();
+    if (list && earlierPage(event)) { fromEnd = list.scrollHeight - list.scrollTop; }
+  });
+  document.addEventListener("htmx:afterSwap", function (event) {
+    var list = messageList();
+    if (list && fromEnd !== null && earlierPage(event)) {
+      list.scrollTop = list.scrollHeight - fromEnd;
+      fromEnd = null;
+    }
+  });
   // Copy --------------------------------------------------------------------------------------
   // A finished reply's Copy copies its Markdown source (the escaped text in its <template>); each
   // code block gets a "Copy code" button here. Either says "Copied" for 2 s, and so does the
