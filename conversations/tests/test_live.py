@@ -101,3 +101,55 @@ def test_stop_lands_on_another_worker(asgi_server, session, conversation, fake_u
     assert reply.status == Message.Status.INTERRUPTED
     assert reply.error == services.STOPPED
     assert 2 <= len(reply.content.split()) < 60
+
+
+def wait_for_reply(conversation, condition, *, within: float = 60.0) -> Message:
+    """The reply as saved once `condition(reply)` holds (polling the row, bounded by `within`)."""
+    deadline = time.monotonic() + within
+    while True:
+        reply = Message.objects.get(conversation=conversation, role="assistant")
+        if condition(reply):
+            return reply
+        assert time.monotonic() < deadline, f"the reply never got there: {reply.status}"
+        time.sleep(0.05)
+
+
+def test_the_reply_is_written_from_the_send_without_any_page_watching(asgi_server, session, conversation, fake_upstream):
+    fake_upstream.script(FakeReply(text="Written while nobody watched."))
+
+    send(asgi_server, session, conversation, "write it")  # the stream is never opened
+
+    reply = wait_for_reply(conversation, lambda reply: reply.status not in Message.IN_PROGRESS)
+    assert (reply.status, reply.content) == (Message.Status.COMPLETE, "Written while nobody watched.")
+
+
+def test_a_worker_killed_mid_reply_leaves_it_interrupted_and_retryable(
+    asgi_server, session, conversation, fake_upstream, settings
+):
+    from conversations.tests.asgi_server import AsgiServer
+
+    fake_upstream.script(FakeReply(text="one two three four", hang_after=2), FakeReply(text="Again, whole."))
+    stream_url = send(asgi_server, session, conversation, "go")
+    wait_for_reply(conversation, lambda reply: reply.status == Message.Status.STREAMING)
+
+    asgi_server.process.kill()  # SIGKILL: no save, no goodbye
+    asgi_server.process.wait()
+
+    with AsgiServer.for_test_database(secret_key=settings.SECRET_KEY) as other:
+        path = urlsplit(stream_url).path
+        with session.get(other.url + path, stream=True, timeout=60) as response:
+            done, in_done = [], False
+            for line in response.iter_lines(decode_unicode=True):
+                if in_done and not line:
+                    break
+                in_done = in_done or line == "event: done"
+                if in_done and line.startswith("data: "):
+                    done.append(line.removeprefix("data: "))
+            done = "\n".join(done)
+        # Within the staleness window (15 s without a checkpoint) the page is told it broke off.
+        assert "The reply broke off before it was finished." in done
+        assert 'class="retry"' in done
+        retry = re.search(r'hx-post="([^"]+/retry/)"', done).group(1)
+        assert session.post(other.url + retry).status_code == 200
+        reply = wait_for_reply(conversation, lambda reply: reply.status == Message.Status.COMPLETE)
+        assert reply.content == "Again, whole."
