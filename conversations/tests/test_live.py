@@ -131,6 +131,10 @@ def test_a_worker_killed_mid_reply_leaves_it_interrupted_and_retryable(
     fake_upstream.script(FakeReply(text="one two three four", hang_after=2), FakeReply(text="Again, whole."))
     stream_url = send(asgi_server, session, conversation, "go")
     wait_for_reply(conversation, lambda reply: reply.status == Message.Status.STREAMING)
+    deadline = time.monotonic() + 30
+    while not fake_upstream.chat_requests:  # the provider was asked (its first script taken)
+        assert time.monotonic() < deadline, "the provider was never asked"
+        time.sleep(0.05)
 
     asgi_server.process.kill()  # SIGKILL: no save, no goodbye
     asgi_server.process.wait()
