@@ -6,6 +6,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 from django.utils.csp import CSP
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -78,18 +79,52 @@ TEMPLATES = [
     },
 ]
 
+
 # Database: an SQLite file by default; PostgreSQL (psycopg 3) when DATABASE_URL says so.
-DATABASES = {
-    "default": env.db_url("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
-}
-DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=0)
-if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # WAL lets readers carry on while a reply is written; wait rather than fail on a lock.
-    DATABASES["default"]["OPTIONS"] = {
-        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
-        "transaction_mode": "IMMEDIATE",
-        "timeout": 20,
-    }
+def database_from_env(env: environ.Env) -> dict:
+    """DATABASES["default"] from the environment.
+
+    On PostgreSQL each process keeps a pool of connections (psycopg_pool, through Django): at
+    most DB_POOL_MAX_SIZE open, DB_POOL_MIN_SIZE kept open while idle, and a request waits at
+    most DB_POOL_TIMEOUT seconds for a free one, past which it is answered 503 (chatter.views).
+    A request takes a connection when it first needs one and gives it back when it ends, so
+    CONN_MAX_AGE (persistent connections, which Django refuses with a pool) must be 0 there:
+    any other value is refused here, by name, rather than by Django inside the first request."""
+    database = env.db_url("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")
+    conn_max_age = env.int("CONN_MAX_AGE", default=0)
+    if database["ENGINE"] == "django.db.backends.sqlite3":
+        database["CONN_MAX_AGE"] = conn_max_age
+        # WAL lets readers carry on while a reply is written; wait rather than fail on a lock.
+        database["OPTIONS"] = {
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 20,
+        }
+    elif database["ENGINE"] == "django.db.backends.postgresql":
+        if conn_max_age:
+            raise ImproperlyConfigured(
+                f"CONN_MAX_AGE={conn_max_age} cannot be used with PostgreSQL: chatter pools the connections "
+                "there (DB_POOL_MAX_SIZE, DB_POOL_MIN_SIZE, DB_POOL_TIMEOUT) and each request gives its "
+                "connection back to the pool when it ends. Remove CONN_MAX_AGE or set it to 0."
+            )
+        pool = {
+            "min_size": env.int("DB_POOL_MIN_SIZE", default=2),
+            "max_size": env.int("DB_POOL_MAX_SIZE", default=20),
+            "timeout": env.float("DB_POOL_TIMEOUT", default=5.0),
+        }
+        if not (1 <= pool["max_size"] and 0 <= pool["min_size"] <= pool["max_size"] and pool["timeout"] > 0):
+            raise ImproperlyConfigured(
+                "The database pool needs DB_POOL_MAX_SIZE >= 1, 0 <= DB_POOL_MIN_SIZE <= DB_POOL_MAX_SIZE and "
+                f"DB_POOL_TIMEOUT > 0; got {pool['max_size']}, {pool['min_size']} and {pool['timeout']:g}."
+            )
+        database["CONN_MAX_AGE"] = 0
+        database["OPTIONS"] = {**database.get("OPTIONS", {}), "pool": pool}
+    else:
+        database["CONN_MAX_AGE"] = conn_max_age
+    return database
+
+
+DATABASES = {"default": database_from_env(env)}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 CACHES = {"default": env.cache_url("CACHE_URL", default="locmemcache://")}
@@ -321,6 +356,7 @@ LOGGING = {
     "root": {"handlers": ["console", *(["file"] if LOG_FILE else [])], "level": LOG_LEVEL},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
+        "psycopg.pool": {"level": "WARNING"},  # INFO is three lines per request
         "axes": {"level": "WARNING"},
         **{name: {"filters": ["one_line_refusals"]} for name in _REFUSAL_LOGGERS},
     },
