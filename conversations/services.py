@@ -8,14 +8,16 @@ the provider is silent) so a crashed worker loses little; never a write per toke
 """
 
 import asyncio
+import contextvars
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from contextlib import suppress
 from dataclasses import dataclass
 
 import openai
-from asgiref.sync import SyncToAsync
+from asgiref.sync import SyncToAsync, sync_to_async
 from django.conf import settings
-from django.db import DatabaseError
+from django.db import DatabaseError, connection
 from django.db.models import Q
 from django.utils import timezone
 
@@ -44,9 +46,20 @@ BACKGROUND: set[asyncio.Task] = set()
 
 
 def _in_background(coroutine) -> None:
-    task = asyncio.get_running_loop().create_task(coroutine)
+    # In a context of its own: not the request's that started it (whose thread, for the ORM's
+    # sync calls, ends with the request). Its ORM calls share asgiref's one thread for work
+    # outside requests.
+    task = asyncio.get_running_loop().create_task(coroutine, context=contextvars.Context())
     BACKGROUND.add(task)
     task.add_done_callback(BACKGROUND.discard)
+
+
+def connection_release() -> None:
+    """Closes this thread's database connection (on PostgreSQL: gives it back to the pool); the
+    next query takes one again. One that another thread opened (a test runner's, shared into
+    this one) is left to its owner."""
+    with suppress(DatabaseError):
+        connection.close()
 
 
 async def conversation_title_generate(*, conversation: Conversation, model: AIModel, text: str) -> None:
@@ -55,12 +68,13 @@ async def conversation_title_generate(*, conversation: Conversation, model: AIMo
     fallback = conversation.title_from(text)
     try:
         title = await title_ask(model=model, text=text)
+        if title:
+            await Conversation.objects.filter(pk=conversation.pk, title=fallback).aupdate(title=title)
     except (ProviderError, openai.OpenAIError) as error:
         kind = error_describe(error=error, model=model).kind
         logger.info("Title not generated: kind=%s conversation=%s", kind, conversation.public_id)
-        return
-    if title:
-        await Conversation.objects.filter(pk=conversation.pk, title=fallback).aupdate(title=title)
+    except DatabaseError as error:  # e.g. no pooled connection free in time: the first words stay
+        logger.warning("Title not saved: error=%s conversation=%s", type(error).__name__, conversation.public_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,6 +263,7 @@ async def reply_write(*, reply_id: int, stopped: asyncio.Event) -> None:
                 await relay.publish(reply_id, "delta", text=event.text)
     finally:
         await relay.publish(reply_id, "end")
+        await sync_to_async(connection_release)()  # no request ends for a job to close it
 
 
 async def reply_stream(*, reply: Message, stopped: asyncio.Event) -> AsyncIterator[TextAdded | BlocksFinished]:

@@ -207,6 +207,7 @@ def reply_retry(request: HttpRequest, public_id: UUID, pk: int) -> HttpResponse:
     )
     reset = is_last and Message.objects.filter(retryable, pk=reply.pk).update(
         status=Message.Status.PENDING, content="", content_html="", error="", usage=None, token_count=None, stop_requested=False,
+        updated_at=timezone.now(),  # a fresh start: not abandoned (STALE_STREAM) from the old one's time
         model=reply.conversation.model,
     )
     if not reset:
@@ -305,6 +306,9 @@ async def reply_stream(request: HttpRequest, public_id: UUID, pk: int) -> Stream
         if live and reply.status == Message.Status.PENDING:
             services.reply_start(reply_id=reply.pk)
         if live and relay.knows(reply.pk):
+            # Following needs no database: its connection goes back to the pool meanwhile (a
+            # long reply would hold one for minutes), and one is taken again for its end.
+            await sync_to_async(services.connection_release)()
             async for frames in _followed(relay.follow(reply.pk, after=after), fresh=after == 0):
                 yield frames
             try:

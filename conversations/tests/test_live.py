@@ -3,28 +3,35 @@
 import re
 import socket
 import time
+from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
 
 import pytest
 import requests
+from django.conf import settings as django_settings
 from django.test import Client
 
 from bench.fake_upstream import FakeReply
 from conversations import services
 from conversations.models import Message
+from conversations.tests.factories import ConversationFactory
 
 
-@pytest.fixture
-def session(asgi_server, user):
-    """A requests session signed in as `user`, with the CSRF token htmx would send."""
+def signed_in_session(server, user) -> requests.Session:
+    """A requests session signed in as `user` on `server`, with the CSRF token htmx would send."""
     client = Client()
     client.force_login(user)
     http = requests.Session()
     http.cookies.set("sessionid", client.cookies["sessionid"].value)
-    page = http.get(f"{asgi_server.url}/new/")
+    page = http.get(f"{server.url}/new/")
     token = re.search(r'"X-CSRFToken": "([^"]+)"', page.text).group(1)
     http.headers.update({"X-CSRFToken": token, "HX-Request": "true"})
     return http
+
+
+@pytest.fixture
+def session(asgi_server, user):
+    return signed_in_session(asgi_server, user)
 
 
 def send(asgi_server, session, conversation, text: str) -> str:
@@ -157,3 +164,27 @@ def test_a_worker_killed_mid_reply_leaves_it_interrupted_and_retryable(
         assert session.post(other.url + retry).status_code == 200
         reply = wait_for_reply(conversation, lambda reply: reply.status == Message.Status.COMPLETE)
         assert reply.content == "Again, whole."
+
+
+@pytest.mark.skipif(
+    "postgresql" not in django_settings.DATABASES["default"]["ENGINE"],
+    reason="the connection pool is PostgreSQL's (SQLite has none)",
+)
+def test_pages_following_replies_hold_no_database_connection(transactional_db, settings, user, conversation, fake_upstream):
+    # Two connections in the pool (the jobs' thread takes one while it works) and a short wait: a
+    # stream that kept its connection while following a reply longer than the wait would leave
+    # the other streams waiting for one until they were refused.
+    from conversations.tests.asgi_server import AsgiServer
+
+    server = AsgiServer.for_test_database(secret_key=settings.SECRET_KEY)
+    server.env.update(DB_POOL_MAX_SIZE="2", DB_POOL_MIN_SIZE="1", DB_POOL_TIMEOUT="2", REPLIES_AT_ONCE_PER_USER="3")
+    others = [ConversationFactory(user=user, model=conversation.model, system_prompt="") for _ in range(2)]
+    fake_upstream.script(*(FakeReply(text=" ".join(f"w{n}" for n in range(40)), delay=0.1) for _ in range(3)))
+    with server:
+        http = signed_in_session(server, user)
+        urls = [send(server, http, each, "talk") for each in [conversation, *others]]
+        with ThreadPoolExecutor(3) as pool:
+            bodies = list(pool.map(lambda url: http.get(url, timeout=60).text, urls))
+
+    assert all("event: done" in body and "status-complete" in body for body in bodies)
+    assert Message.objects.filter(role="assistant", status=Message.Status.COMPLETE).count() == 3

@@ -332,6 +332,19 @@ def test_retry_reopens_the_last_reply_without_retyping(signed_in, conversation):
 
 
 @pytest.mark.django_db
+def test_retry_of_a_reply_that_broke_off_long_ago_starts_it_afresh(signed_in, conversation):
+    MessageFactory(conversation=conversation, content="the question")
+    reply = MessageFactory(conversation=conversation, reply=True, status="interrupted", content="half", error="x")
+    Message.objects.filter(pk=reply.pk).update(updated_at=timezone.now() - timedelta(minutes=5))
+
+    response = signed_in.post(reply_url("reply_retry", reply), headers=HTMX)
+
+    reply.refresh_from_db()
+    assert reply.status == "pending" and not reply.is_stale
+    assert BeautifulSoup(response.content, "html.parser").find(attrs={"sse-connect": reply_url("reply_stream", reply)})
+
+
+@pytest.mark.django_db
 def test_retry_of_a_complete_reply_changes_nothing(signed_in, conversation):
     reply = MessageFactory(conversation=conversation, reply=True, content="fine answer")
 
