@@ -6,6 +6,7 @@ counts the emails those actions would send to one address, whether or not it has
 (so the answer says nothing about accounts). Past either, the client gets a 429 page.
 """
 
+import logging
 from collections.abc import Callable
 from functools import wraps
 
@@ -13,14 +14,23 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django_ratelimit.core import get_usage
+from redis import RedisError
+
+logger = logging.getLogger(__name__)
 
 ACTIONS = "accounts.actions-per-ip"
 EMAILS = "accounts.emails-per-address"
 
 
 def seconds_to_wait(request: HttpRequest, *, group: str, rate: str, key: Callable | str) -> int | None:
-    """Count this request; the seconds until the allowance renews when it is used up, else None."""
-    usage = get_usage(request, group=group, key=key, rate=rate, increment=True)
+    """Count this request; the seconds until the allowance renews when it is used up, else None.
+    A cache that cannot be reached (Redis down) counts nothing and refuses nothing: one log line,
+    not an error page (lockouts live in the database and still hold)."""
+    try:
+        usage = get_usage(request, group=group, key=key, rate=rate, increment=True)
+    except (OSError, RedisError) as error:  # Redis's, when the cache is Redis
+        logger.warning("Rate limit not counted, the cache is unreachable: group=%s error=%s", group, type(error).__name__)
+        return None
     if usage is None or not usage["should_limit"]:
         return None
     return max(usage["time_left"], 1)

@@ -127,7 +127,31 @@ def database_from_env(env: environ.Env) -> dict:
 DATABASES = {"default": database_from_env(env)}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-CACHES = {"default": env.cache_url("CACHE_URL", default="locmemcache://")}
+# Redis, when REDIS_URL is set (redis://HOST:6379/0): replies' events travel through it
+# (conversations.relay), so any worker's page follows a reply any worker writes, and a stop
+# reaches its writer; and the cache below is shared by every worker.
+REDIS_URL = env.str("REDIS_URL", default="")
+
+
+def caches_from_env(env: environ.Env) -> dict:
+    """The cache (rate-limit counters, anything cached): CACHE_URL when set; else Django's
+    built-in Redis cache at REDIS_URL when that is set, so every worker counts the same; else
+    per process."""
+    if env.str("CACHE_URL", default=""):
+        return {"default": env.cache_url("CACHE_URL")}
+    if redis_url := env.str("REDIS_URL", default=""):
+        return {
+            "default": {
+                "BACKEND": "django.core.cache.backends.redis.RedisCache",
+                "LOCATION": redis_url,
+                # A request waits at most this long on an unreachable Redis.
+                "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 2},
+            }
+        }
+    return {"default": env.cache_url_config("locmemcache://")}
+
+
+CACHES = caches_from_env(env)
 
 # Accounts and authentication
 AUTH_USER_MODEL = "accounts.User"
@@ -180,7 +204,7 @@ AXES_LOCKOUT_CALLABLE = "accounts.views.lockout_response"
 AXES_VERBOSE = False
 
 # Rate limits on account actions that send email or probe for accounts (django-ratelimit, on
-# the default cache: set CACHE_URL to a shared cache such as Redis when running several
+# the default cache: set REDIS_URL, or CACHE_URL, to a shared one when running several
 # workers). Rates are "COUNT/PERIOD" with PERIOD s, m, h or d ("5/h", "20/15m").
 # Emails chatter sends to one address (verification links, password resets, notices):
 RATE_LIMIT_EMAILS_PER_ADDRESS = env.str("RATE_LIMIT_EMAILS_PER_ADDRESS", default="5/h")
@@ -244,8 +268,8 @@ OLLAMA_BASE_URL = env.str("OLLAMA_BASE_URL", default="")
 
 # Conversations: the longest message a user may send, in characters.
 MESSAGE_MAX_LENGTH = env.int("MESSAGE_MAX_LENGTH", default=32_000)
-# Sending: at most this many messages per user (django-ratelimit in the cache: CACHE_URL shared
-# across workers), and at most this many replies being written at once per user.
+# Sending: at most this many messages per user (django-ratelimit in the cache: shared across
+# workers with REDIS_URL or CACHE_URL), and at most this many replies being written at once per user.
 SEND_RATE_PER_USER = env.str("SEND_RATE_PER_USER", default="20/m")
 REPLIES_AT_ONCE_PER_USER = env.int("REPLIES_AT_ONCE_PER_USER", default=2)
 # After a new conversation's first reply, ask its model for a title of a few words (one small

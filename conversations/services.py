@@ -45,13 +45,14 @@ USABLE = (Message.Status.COMPLETE, Message.Status.INTERRUPTED)
 BACKGROUND: set[asyncio.Task] = set()
 
 
-def _in_background(coroutine) -> None:
+def _in_background(coroutine) -> asyncio.Task:
     # In a context of its own: not the request's that started it (whose thread, for the ORM's
     # sync calls, ends with the request). Its ORM calls share asgiref's one thread for work
     # outside requests.
     task = asyncio.get_running_loop().create_task(coroutine, context=contextvars.Context())
     BACKGROUND.add(task)
     task.add_done_callback(BACKGROUND.discard)
+    return task
 
 
 def connection_release() -> None:
@@ -235,27 +236,35 @@ def reply_start_soon(*, reply_id: int) -> None:
     # asgiref records the event loop of the thread that runs a sync view (what async_to_sync uses).
     loop = getattr(SyncToAsync.threadlocal, "main_event_loop", None)
     if loop is not None and not loop.is_closed():
-        loop.call_soon_threadsafe(lambda: reply_start(reply_id=reply_id))
+        loop.call_soon_threadsafe(lambda: _in_background(_reply_claim(reply_id)))
 
 
-def reply_start(*, reply_id: int) -> None:
-    """From the event loop: start writing the reply as a job here, unless it already is.
-    The relay knows the reply from this moment, so a page can follow it at once."""
-    if (stopped := relay.open(reply_id)) is not None:
+async def reply_start(*, reply_id: int) -> None:
+    """Start writing the reply as a job here, unless a job (here or on another worker) already
+    has it: the database decides, by claiming the pending reply (one UPDATE, atomic across
+    workers); only the job that claimed it opens it on the relay. Once this returns, the relay
+    knows a reply claimed here, so a page can follow it at once (one claimed by another worker:
+    as soon as that worker has opened it)."""
+    # Shielded: a page that goes away meanwhile must not leave the reply claimed with no job.
+    await asyncio.shield(_in_background(_reply_claim(reply_id)))
+
+
+async def _reply_claim(reply_id: int) -> None:
+    claimed = await Message.objects.filter(pk=reply_id, status=Message.Status.PENDING).aupdate(
+        status=Message.Status.STREAMING, updated_at=timezone.now()
+    )
+    if claimed and (stopped := await relay.open(reply_id)) is not None:
         _in_background(reply_write(reply_id=reply_id, stopped=stopped))
 
 
 async def reply_write(*, reply_id: int, stopped: asyncio.Event) -> None:
-    """The job that writes a reply: claims it (a pending reply no other job has taken), asks the
-    provider and publishes what comes back on the relay, then "end" once the reply is saved.
-    Asks nothing when another worker took the reply; its pages then read the database."""
+    """The job that writes a reply (claimed by reply_start): asks the provider and publishes what
+    comes back on the relay, then "end" once the reply is saved."""
     try:
-        claimed = await Message.objects.filter(pk=reply_id, status=Message.Status.PENDING).aupdate(
-            status=Message.Status.STREAMING, updated_at=timezone.now()
-        )
-        if not claimed:
+        try:
+            reply = await Message.objects.select_related("conversation", "model").aget(pk=reply_id)
+        except Message.DoesNotExist:  # its conversation was deleted since the claim
             return
-        reply = await Message.objects.select_related("conversation", "model").aget(pk=reply_id)
         async for event in reply_stream(reply=reply, stopped=stopped):
             if isinstance(event, BlocksFinished):
                 await relay.publish(reply_id, "block", html=event.html, rest=event.rest)
@@ -360,8 +369,9 @@ async def reply_stream(*, reply: Message, stopped: asyncio.Event) -> AsyncIterat
 
 
 async def reply_settled(*, reply: Message) -> AsyncIterator[None]:
-    """For a reply the relay here does not carry (written by another worker): wait, yielding at
-    each look at the database, until it ends or is abandoned; `reply` holds what was saved."""
+    """For a reply the relay does not carry (written by another worker without Redis, or Redis is
+    unreachable): wait, yielding at each look at the database, until it ends or is abandoned;
+    `reply` holds what was saved."""
     while reply.status in Message.IN_PROGRESS and not reply.is_stale:
         yield
         await asyncio.sleep(STOP_POLL_SECONDS)

@@ -35,7 +35,7 @@ from conversations.forms import (
     TitleWatchForm,
 )
 from conversations.models import STALE_STREAM, Conversation, Message
-from conversations.relay import Event, relay
+from conversations.relay import Event, RelayUnavailable, relay
 
 PAGE = "conversations/chat.html"
 MESSAGE_PAGE_SIZE = 50
@@ -280,6 +280,49 @@ async def _followed(batches: AsyncIterator[list[Event]], *, fresh: bool) -> Asyn
 
 
 KEEPALIVE_SECONDS = 15.0  # a comment line this often while nothing else is sent: proxies keep the stream
+# What the page shows is dropped, and with it the id a reconnecting browser would resume after:
+# the text shown from here on comes from the database's checkpoints.
+_RELAY_LEFT = "event: snapshot\ndata: \nid:\n\n"
+
+
+async def _written(reply: Message, *, after: int) -> AsyncIterator[str]:
+    """Server-sent events for a reply being written, until it is not (`reply` then holds what was
+    saved): followed on the relay when the relay carries it, else read from the database's
+    checkpoints, and from the checkpoints too when the relay fails midway or stops carrying the
+    reply before its end. A reply the relay comes to know while its checkpoints are read (its
+    writer, on another worker, opened it just after this page looked) is followed from then on."""
+    may_follow = True
+    relayed = after > 0  # the page shows events of the relay (a reconnect: up to `after`)
+    while True:
+        if may_follow and await relay.knows(reply.pk):
+            may_follow = False
+            # Following needs no database: its connection goes back to the pool meanwhile (a
+            # long reply would hold one for minutes), and one is taken again when needed.
+            await sync_to_async(services.connection_release)()
+            try:
+                async for frames in _followed(relay.follow(reply.pk, after=after), fresh=after == 0):
+                    relayed = True
+                    yield frames
+            except RelayUnavailable:
+                pass
+            await reply.arefresh_from_db(fields=services.REPLY_STATE)
+            if reply.status not in Message.IN_PROGRESS or reply.is_stale:
+                return
+        if relayed:
+            yield _RELAY_LEFT
+            relayed = False
+        shown = None
+        async for _ in services.reply_settled(reply=reply):
+            if may_follow and await relay.knows(reply.pk):
+                after = 0  # the page shows checkpoints: the relay's events from the first
+                break
+            if reply.content != shown:  # a checkpoint: the text so far
+                shown = reply.content
+                yield _sse("tail", _escaped(shown))
+            else:
+                yield ": still being written\n\n"
+        else:
+            return
 
 
 @require_GET
@@ -289,8 +332,8 @@ async def reply_stream(request: HttpRequest, public_id: UUID, pk: int) -> Stream
     services.reply_start). 'delta' events carry HTML-escaped text as it arrives; when Markdown
     blocks finish, a 'block' event carries them rendered and a 'tail' event the escaped text
     after them (which replaces the text shown so far); a final 'done' event carries the finished
-    bubble, rendered server-side. A reply the relay here does not carry (another worker writes
-    it) is shown from the database's checkpoints."""
+    bubble, rendered server-side. A reply the relay does not carry (another worker writes it
+    without Redis, or Redis is unreachable) is shown from the database's checkpoints."""
     user = await request.auser()
     try:
         reply = await Message.objects.select_related("conversation", "model").aget(
@@ -304,26 +347,14 @@ async def reply_stream(request: HttpRequest, public_id: UUID, pk: int) -> Stream
         yield ": stream open\n\n"  # sent at once, so the browser knows the stream is up
         live = reply.status in Message.IN_PROGRESS and not reply.is_stale  # else: shown as saved
         if live and reply.status == Message.Status.PENDING:
-            services.reply_start(reply_id=reply.pk)
-        if live and relay.knows(reply.pk):
-            # Following needs no database: its connection goes back to the pool meanwhile (a
-            # long reply would hold one for minutes), and one is taken again for its end.
-            await sync_to_async(services.connection_release)()
-            async for frames in _followed(relay.follow(reply.pk, after=after), fresh=after == 0):
-                yield frames
+            await services.reply_start(reply_id=reply.pk)
+        if live:
             try:
-                await reply.arefresh_from_db(fields=services.REPLY_STATE)
+                async for frames in _written(reply, after=after):
+                    yield frames
             except Message.DoesNotExist:  # its conversation was deleted meanwhile
                 yield _sse("done", "")
                 return
-        else:
-            shown = None
-            async for _ in services.reply_settled(reply=reply):
-                if reply.content != shown:  # a checkpoint: the text so far
-                    shown = reply.content
-                    yield _sse("tail", _escaped(shown))
-                else:
-                    yield ": still being written\n\n"
         # The retry button goes on the last reply only.
         is_last = reply.display_status in Message.RETRYABLE and not await Message.objects.filter(
             conversation_id=reply.conversation_id, pk__gt=reply.pk

@@ -38,8 +38,12 @@ class AsgiServer:
         self.process: subprocess.Popen | None = None
 
     @classmethod
-    def for_test_database(cls, *, secret_key: str, options: list[str] | None = None) -> "AsgiServer":
-        """Served on the test database; `options`: uvicorn's, instead of the quiet defaults."""
+    def for_test_database(
+        cls, *, secret_key: str, options: list[str] | None = None, env: dict[str, str] | None = None
+    ) -> "AsgiServer":
+        """Served on the test database; `options`: uvicorn's, instead of the quiet defaults;
+        `env`: more settings (e.g. REDIS_URL)."""
+        more = env or {}
         env = {
             **os.environ,
             "CHATTER_ENV_FILE": os.devnull,
@@ -49,6 +53,7 @@ class AsgiServer:
             "EMAIL_VERIFICATION_REQUIRED": "true",
             "LLM_MAX_RETRIES": "0",
             "GENERATED_TITLES": "false",  # no extra requests to the fake upstream
+            **more,
         }
         env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
         return cls(env=env, options=options)

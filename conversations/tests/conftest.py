@@ -1,4 +1,7 @@
+import os
+
 import pytest
+import pytest_asyncio
 
 from aimodels.tests.factories import AIModelFactory
 from conversations.tests.factories import ConversationFactory
@@ -44,3 +47,53 @@ def asgi_server(transactional_db, settings):
 
     with AsgiServer.for_test_database(secret_key=settings.SECRET_KEY) as server:
         yield server
+
+
+def redis_url_or_skip() -> str:
+    """TEST_REDIS_URL: a Redis database the tests may empty (.ci/run starts one). Tests that
+    need Redis are skipped without it."""
+    url = os.environ.get("TEST_REDIS_URL", "")
+    if not url:
+        pytest.skip("needs Redis: set TEST_REDIS_URL=redis://127.0.0.1:PORT/0 (a database the tests may empty)")
+    import redis
+
+    with redis.Redis.from_url(url) as client:
+        client.flushdb()
+    return url
+
+
+@pytest.fixture
+def redis_url() -> str:
+    return redis_url_or_skip()
+
+
+def relay_swap(monkeypatch, new) -> None:
+    """`new` becomes the relay that services and views use (they import the module's `relay`)."""
+    from conversations import relay as relay_module
+    from conversations import services, views
+
+    for module in (relay_module, services, views):
+        monkeypatch.setattr(module, "relay", new)
+
+
+@pytest_asyncio.fixture(params=["local", "redis"])
+async def any_relay(request, monkeypatch):
+    """Each relay in turn, as the one the app uses: in-process, then Redis (TEST_REDIS_URL)."""
+    from conversations.relay import LocalRelay, RedisRelay
+
+    new = LocalRelay() if request.param == "local" else RedisRelay(redis_url_or_skip())
+    relay_swap(monkeypatch, new)
+    yield new
+    if isinstance(new, RedisRelay):
+        await new.aclose()
+
+
+@pytest_asyncio.fixture
+async def redis_relay(redis_url, monkeypatch):
+    """A RedisRelay as the one the app uses."""
+    from conversations.relay import RedisRelay
+
+    new = RedisRelay(redis_url)
+    relay_swap(monkeypatch, new)
+    yield new
+    await new.aclose()
