@@ -39,6 +39,7 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))
 
 from bench.fake_upstream import FakeReply, FakeUpstream  # noqa: E402
+from bench.stream_bench import bench_env  # noqa: E402
 from conversations.tests.asgi_server import free_port  # noqa: E402
 
 CSRF = "b" * 32  # a CSRF cookie; the same value in X-CSRFToken passes Django's check
@@ -237,19 +238,7 @@ def main() -> None:
         created = [template]
         admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(template)))
         try:
-            env = {
-                **os.environ,
-                "CHATTER_ENV_FILE": os.devnull,
-                "SECRET_KEY": "bench-" + "x" * 50,
-                "DEBUG": "false",
-                "SECURE_SSL_REDIRECT": "false",
-                "SESSION_COOKIE_SECURE": "false",
-                "CSRF_COOKIE_SECURE": "false",
-                "ALLOWED_HOSTS": "127.0.0.1",
-                "LOG_LEVEL": "WARNING",
-                "DJANGO_SETTINGS_MODULE": "chatter.settings",
-            }
-            env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+            env = bench_env()
             sessions, model_pk = prepare({**env, "DATABASE_URL": database_url(admin_url, template)}, upstream,
                                          args.conversations)
             upstream.default_reply = FakeReply(

@@ -74,8 +74,28 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def prepare(env: dict[str, str], upstream: FakeUpstream, replies: int) -> tuple[str, list[str]]:
-    """Migrate the throwaway database and create the user, the model and `replies` pending replies."""
+def bench_env(**overrides: str) -> dict[str, str]:
+    """The environment chatter runs with in a benchmark: DEBUG off, plain HTTP on 127.0.0.1."""
+    env = {
+        **os.environ,
+        "CHATTER_ENV_FILE": os.devnull,
+        "SECRET_KEY": "bench-" + "x" * 50,
+        "DEBUG": "false",
+        "SECURE_SSL_REDIRECT": "false",
+        "SESSION_COOKIE_SECURE": "false",
+        "CSRF_COOKIE_SECURE": "false",
+        "ALLOWED_HOSTS": "127.0.0.1",
+        "LOG_LEVEL": "WARNING",
+        "DJANGO_SETTINGS_MODULE": "chatter.settings",
+        **overrides,
+    }
+    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+    return env
+
+
+def bench_account(env: dict[str, str], upstream: FakeUpstream):
+    """Migrate the throwaway database; then a verified user, a model served by `upstream`, and a
+    signed-in session: (user, model, session key)."""
     subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0"], cwd=BASE_DIR, env=env, check=True)
     os.environ.update(env)
     import django
@@ -86,7 +106,6 @@ def prepare(env: dict[str, str], upstream: FakeUpstream, replies: int) -> tuple[
     from django.utils import timezone
 
     from aimodels.models import AIModel
-    from conversations.models import Conversation, Message
 
     user = get_user_model().objects.create_user("bench", "bench@example.com", "Bench-Password-1")
     user.email_verified_at = timezone.now()
@@ -102,13 +121,21 @@ def prepare(env: dict[str, str], upstream: FakeUpstream, replies: int) -> tuple[
     session["_auth_user_backend"] = "django.contrib.auth.backends.ModelBackend"
     session["_auth_user_hash"] = user.get_session_auth_hash()
     session.create()
+    return user, model, session.session_key
+
+
+def prepare(env: dict[str, str], upstream: FakeUpstream, replies: int) -> tuple[str, list[str]]:
+    """The user, the model and `replies` pending replies: (session key, the replies' stream paths)."""
+    user, model, session = bench_account(env, upstream)
+    from conversations.models import Conversation, Message
+
     paths = []
     for n in range(replies):
         conversation = Conversation.objects.create(user=user, model=model, title=f"bench {n}")
         Message.objects.create(conversation=conversation, role="user", content="Tell me something.")
         reply = Message.objects.create(conversation=conversation, role="assistant", status="pending", model=model)
         paths.append(f"/c/{conversation.public_id}/replies/{reply.pk}/stream/")
-    return session.session_key, paths
+    return session, paths
 
 
 async def measure(args, upstream: FakeUpstream, port: int, session: str, paths: list[str], pid: int) -> dict:
@@ -154,19 +181,7 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="chatter-bench-"))
     port = 18000 + os.getpid() % 1000
     with FakeUpstream() as upstream:
-        env = {
-            **os.environ,
-            "CHATTER_ENV_FILE": os.devnull,
-            "SECRET_KEY": "bench-" + "x" * 50,
-            "DEBUG": "false",
-            "SECURE_SSL_REDIRECT": "false",
-            "SESSION_COOKIE_SECURE": "false",
-            "CSRF_COOKIE_SECURE": "false",
-            "ALLOWED_HOSTS": "127.0.0.1",
-            "DATABASE_URL": f"sqlite:///{workdir / 'bench.sqlite3'}",
-            "LOG_LEVEL": "WARNING",
-            "DJANGO_SETTINGS_MODULE": "chatter.settings",
-        }
+        env = bench_env(DATABASE_URL=f"sqlite:///{workdir / 'bench.sqlite3'}")
         session, paths = prepare(env, upstream, args.latency_samples + args.replies)
         server = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "chatter.asgi:application", "--port", str(port),

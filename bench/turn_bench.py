@@ -30,44 +30,22 @@ from pathlib import Path
 import requests
 
 from bench.fake_upstream import FakeReply, FakeUpstream
-from bench.stream_bench import chatter_request, http_stream, upstream_request
+from bench.stream_bench import bench_account, bench_env, chatter_request, http_stream, upstream_request
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
 def setup(env: dict[str, str], upstream: FakeUpstream, conversations: int) -> tuple[str, list]:
-    """Migrate, then the user, the model and `conversations` empty conversations (to send to)."""
-    subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0"], cwd=BASE_DIR, env=env, check=True)
-    os.environ.update(env)
-    import django
-
-    django.setup()
-    from django.contrib.auth import get_user_model
-    from django.contrib.sessions.backends.db import SessionStore
-    from django.utils import timezone
-
-    from aimodels.models import AIModel
+    """The user, the model and `conversations` empty conversations to send to: (session key, the
+    paths to send to)."""
+    user, model, session = bench_account(env, upstream)
     from conversations.models import Conversation
 
-    user = get_user_model().objects.create_user("bench", "bench@example.com", "Bench-Password-1")
-    user.email_verified_at = timezone.now()
-    user.save()
-    model = AIModel(
-        name="bench", provider="openai_compatible", api_endpoint=upstream.openai_base_url,
-        deployment_name="gpt-4o-mini", api_key_env="", context_window=16000, max_completion_tokens=1000,
-    )
-    model.full_clean()
-    model.save()
-    session = SessionStore()
-    session["_auth_user_id"] = str(user.pk)
-    session["_auth_user_backend"] = "django.contrib.auth.backends.ModelBackend"
-    session["_auth_user_hash"] = user.get_session_auth_hash()
-    session.create()
     targets = [
         f"/c/{Conversation.objects.create(user=user, model=model, title=f'send {n}').public_id}/messages/"
         for n in range(conversations)
     ]
-    return session.session_key, targets
+    return session, targets
 
 
 def pending_reply() -> str:
@@ -178,22 +156,12 @@ def main() -> None:
         upstream.default_reply = FakeReply(
             text=" ".join(f"word{n}" for n in range(args.chunks)), first_delay=args.first_delay, delay=args.gap
         )
-        env = {
-            **os.environ,
-            "CHATTER_ENV_FILE": os.devnull,
-            "SECRET_KEY": "bench-" + "x" * 50,
-            "DEBUG": "false",
-            "SECURE_SSL_REDIRECT": "false",
-            "SESSION_COOKIE_SECURE": "false",
-            "CSRF_COOKIE_SECURE": "false",
-            "ALLOWED_HOSTS": "127.0.0.1",
-            "DATABASE_URL": f"sqlite:///{workdir / 'bench.sqlite3'}",
-            "LOG_LEVEL": "WARNING",
-            "DJANGO_SETTINGS_MODULE": "chatter.settings",
-            "GENERATED_TITLES": "false",
-            "SEND_RATE_PER_USER": "100000/m",
-            "REDIS_URL": "",
-        }
+        env = bench_env(
+            DATABASE_URL=f"sqlite:///{workdir / 'bench.sqlite3'}",
+            GENERATED_TITLES="false",
+            SEND_RATE_PER_USER="100000/m",
+            REDIS_URL="",
+        )
         runs = 2 if args.redis_url else 1
         session, targets = setup(env, upstream, args.samples * runs)
         baseline = asyncio.run(direct(upstream, args.samples))
