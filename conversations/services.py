@@ -250,9 +250,13 @@ async def reply_start(*, reply_id: int) -> None:
 
 
 async def _reply_claim(reply_id: int) -> None:
-    claimed = await Message.objects.filter(pk=reply_id, status=Message.Status.PENDING).aupdate(
-        status=Message.Status.STREAMING, updated_at=timezone.now()
-    )
+    try:
+        claimed = await Message.objects.filter(pk=reply_id, status=Message.Status.PENDING).aupdate(
+            status=Message.Status.STREAMING, updated_at=timezone.now()
+        )
+    except DatabaseError as error:  # e.g. no pooled connection free in time: still pending, a page asks again
+        logger.warning("Reply not started: error=%s reply=%s", type(error).__name__, reply_id)
+        return
     if claimed and (stopped := await relay.open(reply_id)) is not None:
         _in_background(reply_write(reply_id=reply_id, stopped=stopped))
 

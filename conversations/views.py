@@ -313,6 +313,9 @@ async def _written(reply: Message, *, after: int) -> AsyncIterator[str]:
             relayed = False
         shown = None
         async for _ in services.reply_settled(reply=reply):
+            if reply.status == Message.Status.PENDING:  # its start failed (e.g. a busy database): again
+                await services.reply_start(reply_id=reply.pk)
+                may_follow = True
             if may_follow and await relay.knows(reply.pk):
                 after = 0  # the page shows checkpoints: the relay's events from the first
                 break

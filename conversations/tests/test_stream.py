@@ -5,11 +5,14 @@ interrupted (partial text kept) or failed (with a readable reason)."""
 
 import asyncio
 import html
+import logging
 import re
 
 import pytest
 from asgiref.sync import sync_to_async
 from bs4 import BeautifulSoup
+from django.db import OperationalError
+from django.db.models import QuerySet
 from django.urls import reverse
 
 from accounts.tests.factories import UserFactory
@@ -505,3 +508,30 @@ async def test_blocks_are_sanitized_and_the_text_after_them_escaped(client_in, t
     text = BeautifulSoup(blocks, "html.parser").get_text()
     assert text == "<img src=x onerror=alert(1)>\n[x](javascript:alert(3))\n<script>alert(2)</script>\n"
     assert rest == "<b>end</b>"
+
+
+async def test_a_reply_whose_start_failed_is_started_again_by_its_page(client_in, turn, fake_upstream, monkeypatch, caplog):
+    _, reply = turn
+    monkeypatch.setattr(services, "STOP_POLL_SECONDS", 0.02)
+    claims = []
+    real_aupdate = QuerySet.aupdate
+
+    async def busy_once(rows, **changes):  # the claim finds no database connection free, once
+        if changes.get("status") == Message.Status.STREAMING:
+            claims.append(changes)
+            if len(claims) == 1:
+                raise OperationalError("couldn't get a connection after 5.00 sec")
+        return await real_aupdate(rows, **changes)
+
+    monkeypatch.setattr(QuerySet, "aupdate", busy_once)
+    fake_upstream.script(FakeReply(text="Second time lucky."))
+
+    events = await read_all(client_in, reply)
+
+    saved = await reload(reply)
+    assert (saved.status, saved.content) == (Message.Status.COMPLETE, "Second time lucky.")
+    assert len(claims) == 2 and events[-1][0] == "done"
+    assert [r.getMessage() for r in caplog.records if r.name == "conversations.services"] == [
+        f"Reply not started: error=OperationalError reply={reply.pk}"
+    ]
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
