@@ -7,13 +7,12 @@ import time
 
 import pytest
 import redis
-import requests
-from django.test import Client
 
 from bench.fake_upstream import FakeReply
 from conversations import services
 from conversations.models import Message
 from conversations.tests.asgi_server import AsgiServer
+from conversations.tests.test_live import signed_in_session
 from conversations.tests.test_relay import parse, text_shown
 
 WORDS = " ".join(f"w{n}" for n in range(80))
@@ -31,14 +30,7 @@ def workers(transactional_db, settings, redis_url):
 @pytest.fixture
 def session(workers, user):
     """A requests session signed in as `user` (the cookies hold for both workers: same host)."""
-    client = Client()
-    client.force_login(user)
-    http = requests.Session()
-    http.cookies.set("sessionid", client.cookies["sessionid"].value)
-    page = http.get(f"{workers[0].url}/new/")
-    token = re.search(r'"X-CSRFToken": "([^"]+)"', page.text).group(1)
-    http.headers.update({"X-CSRFToken": token, "HX-Request": "true"})
-    return http
+    return signed_in_session(workers[0], user)
 
 
 def wait_for(condition, *, what: str, within: float = 30.0):
