@@ -34,6 +34,13 @@ def conversation(user, chat_model):
 
 
 @pytest.fixture
+def client_in(async_client, user):
+    """The async test client, signed in as `user`."""
+    async_client.force_login(user)
+    return async_client
+
+
+@pytest.fixture
 def signed_in(client, user):
     client.force_login(user)
     return client

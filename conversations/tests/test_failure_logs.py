@@ -14,6 +14,7 @@ from django.urls import reverse
 from bench.fake_upstream import FakeError, FakeReply
 from conversations import services
 from conversations.models import Message
+from conversations.tests.test_titles import background_done
 from conversations.tests.factories import MessageFactory
 
 pytestmark = [
@@ -41,12 +42,6 @@ def keyed_model(chat_model, monkeypatch):
 def reply(conversation, keyed_model):
     MessageFactory(conversation=conversation, content=QUESTION)
     return MessageFactory(conversation=conversation, pending=True)
-
-
-@pytest.fixture
-def client_in(async_client, user):
-    async_client.force_login(user)
-    return async_client
 
 
 @pytest.fixture
@@ -273,8 +268,7 @@ async def test_a_closed_tab_is_no_failure_the_reply_goes_on(client_in, reply, fa
     tab.cancel()  # what the server sees when the browser goes away
     with pytest.raises(asyncio.CancelledError):
         await tab
-    while services.BACKGROUND:  # the reply's job, which the tab did not own
-        await asyncio.gather(*services.BACKGROUND)
+    await background_done()  # the reply's job, which the tab did not own
 
     saved = await Message.objects.aget(pk=reply.pk)
     assert (saved.status, saved.content) == (Message.Status.COMPLETE, words)

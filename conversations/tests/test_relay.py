@@ -32,12 +32,6 @@ def turn(conversation):
     return MessageFactory(conversation=conversation, pending=True)
 
 
-@pytest.fixture
-def client_in(async_client, user):
-    async_client.force_login(user)
-    return async_client
-
-
 def parse(raw: str) -> list[tuple[str, str, int | None]]:
     """(event, data, id) as an EventSource reads them; comments skipped."""
     events, name, data, event_id = [], None, [], None

@@ -26,7 +26,7 @@ from conversations.models import Message
 from conversations.relay import LocalRelay, RedisRelay, RelayUnavailable, relay_for
 from conversations.tests.asgi_server import free_port
 from conversations.tests.conftest import redis_url_or_skip, relay_swap
-from conversations.tests.test_relay import WORDS, client_in, parse, read, text_shown, turn  # noqa: F401 (fixtures)
+from conversations.tests.test_relay import WORDS, parse, read, text_shown, turn  # noqa: F401 (fixtures)
 from conversations.tests.test_stream import open_stream, reload
 
 pytestmark = pytest.mark.django_db(transaction=True)

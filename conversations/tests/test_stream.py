@@ -88,12 +88,6 @@ def turn(conversation):
     return question, reply
 
 
-@pytest.fixture
-def client_in(async_client, user):
-    async_client.force_login(user)
-    return async_client
-
-
 async def reload(message: Message) -> Message:
     return await Message.objects.select_related("conversation", "model").aget(pk=message.pk)
 

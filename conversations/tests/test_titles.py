@@ -6,6 +6,7 @@ import asyncio
 import pytest
 from asgiref.sync import sync_to_async
 from bs4 import BeautifulSoup
+from django.db import OperationalError
 from django.urls import reverse
 
 from accounts.tests.factories import UserFactory
@@ -30,12 +31,6 @@ def _titles_on(settings):
 
 
 @pytest.fixture
-def client_in(async_client, user):
-    async_client.force_login(user)
-    return async_client
-
-
-@pytest.fixture
 def first_turn(user, chat_model):
     conversation = ConversationFactory(user=user, model=chat_model, system_prompt="")
     conversation.title = conversation.title_from(QUESTION)
@@ -52,8 +47,9 @@ async def stream(client, reply) -> None:
 async def background_done() -> None:
     """Waits for the state: every piece of background work a reply started has ended (and what
     that work started in turn)."""
-    while services.BACKGROUND:
-        await asyncio.gather(*services.BACKGROUND)
+    loop = asyncio.get_running_loop()  # not tasks an earlier test left on a loop now gone
+    while mine := [task for task in services.BACKGROUND if task.get_loop() is loop]:
+        await asyncio.gather(*mine)
 
 
 async def title_of(conversation) -> str:
@@ -331,3 +327,22 @@ async def test_a_watch_opened_with_the_first_turn_shows_the_models_title(client_
 )
 async def test_the_answer_becomes_a_clean_title(answer, title):
     assert title_clean(answer) == title
+
+
+async def test_a_title_the_database_cannot_take_leaves_the_first_words_and_one_line(
+    first_turn, fake_upstream, monkeypatch, caplog
+):
+    conversation, _ = first_turn
+    fake_upstream.script(FakeReply(text='"Three Days in Paris."'))
+
+    async def busy(rows, **changes):
+        raise OperationalError("couldn't get a connection after 5.00 sec")
+
+    monkeypatch.setattr(ConversationQuerySet, "aupdate", busy)
+
+    await services.conversation_title_generate(conversation=conversation, model=conversation.model, text=QUESTION)
+
+    assert [r.getMessage() for r in caplog.records if r.name == "conversations.services"] == [
+        f"Title not saved: error=OperationalError conversation={conversation.public_id}"
+    ]
+    assert (await Conversation.objects.aget(pk=conversation.pk)).title == conversation.title
