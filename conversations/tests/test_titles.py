@@ -48,7 +48,9 @@ async def background_done() -> None:
     """Waits for the state: every piece of background work a reply started has ended (and what
     that work started in turn)."""
     loop = asyncio.get_running_loop()  # not tasks an earlier test left on a loop now gone
-    while mine := [task for task in services.BACKGROUND if task.get_loop() is loop]:
+    # Only unfinished ones: awaiting finished tasks never yields to the loop, so the callbacks
+    # that take them out of BACKGROUND would never run.
+    while mine := [task for task in services.BACKGROUND if task.get_loop() is loop and not task.done()]:
         await asyncio.gather(*mine)
 
 
