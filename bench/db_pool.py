@@ -1,20 +1,21 @@
-"""Benchmark: a crowd of conversations against one worker on PostgreSQL, without and with the pool.
+"""Benchmark: a crowd of conversations against chatter on PostgreSQL, without and with the pool.
 
-    DATABASE_URL=postgres://USER:PASSWORD@HOST:PORT/NAME .venv/bin/python -m bench.db_pool \\
-        [--conversations 200] [--messages 3] [--runs without,with]
+    DATABASE_URL=postgres://USER:PASSWORD@HOST:PORT/NAME [REDIS_URL=redis://HOST:PORT/N] \\
+        .venv/bin/python -m bench.db_pool [--conversations 200] [--messages 3] [--runs without,with] [--workers 1]
 
 DATABASE_URL names a PostgreSQL server and a database to connect to there; the role needs
 CREATEDB. The benchmark builds throwaway databases beside it (dropped at the end), starts the
 fake OpenAI-compatible upstream in this process (first token after --first-delay seconds,
---chunks deltas --delay seconds apart) and, for each run, chatter under one uvicorn worker
-(DEBUG off): "without" uses bench.settings_no_pool (a connection per thread, as before the
+--chunks deltas --delay seconds apart) and, for each run, chatter under --workers uvicorn
+workers (DEBUG off; with REDIS_URL set they share the Redis relay): "without" uses bench.settings_no_pool (a connection per thread, as before the
 pool), "with" chatter's own settings (the pool, sized by DB_POOL_* from the environment).
 
 Each of --conversations users, all at once, sends --messages messages as the page does (the
 form's POST, then the reply's stream read to its end) one after another. It prints, per run,
 the turns that completed, the answers by status for the sends and for the streams, the most
 client connections PostgreSQL showed for chatter's database at once (pg_stat_activity, sampled
-every 20 ms) and the log lines the worker wrote; nothing here is a test. Nothing is retried: a
+every 20 ms), whether each conversation holds every message once, in order, with its reply
+whole, and the log lines the worker wrote; nothing here is a test. Nothing is retried: a
 send refused leaves the user with no reply for that turn, and a stream refused leaves its reply
 pending, so that conversation's next send is refused too (422) while it is.
 """
@@ -57,6 +58,7 @@ class Run:
     max_connections: int = 0
     seconds: float = 0.0
     log: Counter = field(default_factory=Counter)
+    stored: Counter = field(default_factory=Counter)
 
 
 def database_url(url: str, name: str) -> str:
@@ -176,7 +178,7 @@ def serve_and_measure(args, name: str, env: dict[str, str], sessions, model_pk, 
     with open(log, "w") as log_file:
         server = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "chatter.asgi:application", "--port", str(port), "--lifespan", "off",
-             "--no-access-log", "--log-level", "warning"],
+             "--no-access-log", "--log-level", "warning", "--workers", str(args.workers)],
             cwd=BASE_DIR, env={**env, "DJANGO_SETTINGS_MODULE": SETTINGS[name]}, stdout=log_file, stderr=log_file,
         )
         try:
@@ -190,6 +192,7 @@ def serve_and_measure(args, name: str, env: dict[str, str], sessions, model_pk, 
         finally:
             server.terminate()
             server.wait(timeout=30)
+    run.stored = stored(database_url(admin_url, database), args.messages, args.chunks)
     text = log.read_text()
     run.log.update({
         "WARNING 503 (busy)": len(re.findall(r"WARNING .*refused with 503", text)),
@@ -200,8 +203,30 @@ def serve_and_measure(args, name: str, env: dict[str, str], sessions, model_pk, 
     return run
 
 
+def stored(url: str, messages: int, chunks: int) -> Counter:
+    """What each user's conversation holds once the crowd is gone, against what was sent: every
+    question once and in order, each followed by its reply, complete and whole."""
+    expected = []
+    for n in range(messages):
+        expected += [("user", f"Question {n + 1}: tell me something.", "complete"),
+                     ("assistant", " ".join(f"word{k}" for k in range(chunks)), "complete")]
+    held: dict[int, list[tuple[str, str, str]]] = {}
+    with psycopg.connect(url) as db:
+        for user_id, *message in db.execute(
+            "SELECT c.user_id, m.role, m.content, m.status FROM conversations_message m "
+            "JOIN conversations_conversation c ON c.id = m.conversation_id ORDER BY c.user_id, m.created_at, m.id"
+        ):
+            held.setdefault(user_id, []).append(tuple(message))
+        users = db.execute("SELECT count(*) FROM accounts_user WHERE username LIKE 'crowd%'").fetchone()[0]
+    outcome = Counter("as sent" if conversation == expected else "not as sent" for conversation in held.values())
+    outcome["nothing stored"] = users - len(held)
+    return outcome
+
+
 def report(args, runs: list[Run], pool: str) -> None:
-    print(f"chatter database benchmark: 1 uvicorn worker, PostgreSQL, {args.conversations} conversations at once, "
+    workers = f"{args.workers} uvicorn worker{'s' if args.workers > 1 else ''}"
+    relay = "Redis relay" if os.environ.get("REDIS_URL") else "in-process relay"
+    print(f"chatter database benchmark: {workers} ({relay}), PostgreSQL, {args.conversations} conversations at once, "
           f"{args.messages} messages each; replies of {args.chunks} deltas, first after {args.first_delay:g} s, "
           f"{args.delay:g} s apart; on {os.cpu_count()} cores")
     for run in runs:
@@ -213,6 +238,7 @@ def report(args, runs: list[Run], pool: str) -> None:
         fives = {s: run.sends[s] + run.streams[s] for s in (500, 503)}
         print(f"    500s / 503s           : {fives[500]} / {fives[503]}")
         print(f"    most connections seen : {run.max_connections} (client backends on chatter's database)")
+        print(f"    conversations stored  : {dict(run.stored)} (each message once, in order, replies whole)")
         print(f"    worker's log          : {dict(run.log)}")
 
 
@@ -224,6 +250,7 @@ def main() -> None:
     parser.add_argument("--first-delay", type=float, default=0.2, help="seconds to a reply's first delta")
     parser.add_argument("--delay", type=float, default=0.02, help="seconds between deltas")
     parser.add_argument("--runs", default="without,with", help="which runs, in order: without, with")
+    parser.add_argument("--workers", type=int, default=1, help="uvicorn workers (with REDIS_URL set: the Redis relay)")
     parser.add_argument("--log-dir", type=Path, help="keep each run's worker log here (RUN.log)")
     args = parser.parse_args()
     admin_url = os.environ.get("DATABASE_URL", "")

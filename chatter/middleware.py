@@ -1,13 +1,17 @@
 """Site-wide middleware. Each is async-capable: under ASGI no request hops to a thread for it."""
 
+import asyncio
 import codecs
 import logging
+import weakref
 from collections.abc import Callable
 from urllib.parse import unquote
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
+from django.conf import settings
 from django.core.handlers.wsgi import get_bytes_from_wsgi
 from django.http import HttpRequest, HttpResponse
+from django.urls import Resolver404, resolve
 from django.utils.cache import patch_cache_control
 
 from chatter import views
@@ -164,3 +168,46 @@ def _no_store(response: HttpResponse) -> HttpResponse:
     if not response.has_header("Cache-Control"):
         patch_cache_control(response, no_store=True, private=True)
     return response
+
+
+class SyncViewsAtOnceMiddleware(_Middleware):
+    """Under ASGI, at most SYNC_VIEWS_AT_ONCE requests for synchronous views (every page and
+    form; each holds a database connection while it runs, in a thread of its own) run at once;
+    the others wait their turn, in order, holding nothing, and one that waited
+    SYNC_VIEWS_WAIT seconds is answered 503 (chatter.views.busy). Without it a crowd starts a
+    thread for each of its requests at once: they share the CPU, so each takes longer, holds its
+    connection longer, and the pool's short wait runs out for the rest. Async views (a reply's
+    stream, the title's watch), which wait on the network rather than the database, pass."""
+
+    def __init__(self, get_response: Callable) -> None:
+        super().__init__(get_response)
+        self._turns: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def __call__(self, request: HttpRequest):
+        if self.is_async:
+            return self.__acall__(request)
+        return self.get_response(request)  # WSGI: its server's threads are the limit
+
+    async def __acall__(self, request: HttpRequest) -> HttpResponse:
+        if _async_view(request.path_info, getattr(request, "urlconf", None)):
+            return await self.get_response(request)
+        loop = asyncio.get_running_loop()
+        turns = self._turns.get(loop) or self._turns.setdefault(loop, asyncio.Semaphore(settings.SYNC_VIEWS_AT_ONCE))
+        try:
+            async with asyncio.timeout(settings.SYNC_VIEWS_WAIT):
+                await turns.acquire()
+        except TimeoutError:
+            return views.busy(request, cause=f"{settings.SYNC_VIEWS_AT_ONCE} requests ahead for {settings.SYNC_VIEWS_WAIT:g} s")
+        try:
+            return await self.get_response(request)
+        finally:
+            turns.release()
+
+
+def _async_view(path: str, urlconf: str | None) -> bool:
+    try:
+        return iscoroutinefunction(resolve(path, urlconf).func)
+    except Resolver404:
+        return False

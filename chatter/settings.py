@@ -44,6 +44,8 @@ MIDDLEWARE = [
     "servestatic.middleware.ServeStaticMiddleware",
     # After servestatic: every response but a static file's is no-store unless it says otherwise.
     "chatter.middleware.NoStoreMiddleware",
+    # Before anything that reads the database (the session): a request waits its turn holding nothing.
+    "chatter.middleware.SyncViewsAtOnceMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -265,6 +267,20 @@ AZURE_OPENAI_DEPLOYMENT = env.str("AZURE_OPENAI_DEPLOYMENT", default="")
 AZURE_OPENAI_API_VERSION = env.str("AZURE_OPENAI_API_VERSION", default=next(iter(AZURE_API_VERSIONS), ""))
 AZURE_OPENAI_API_KEY_ENV = env.str("AZURE_OPENAI_API_KEY_ENV", default="AZURE_OPENAI_API_KEY")
 OLLAMA_BASE_URL = env.str("OLLAMA_BASE_URL", default="")
+
+# Under ASGI, requests for pages and forms (synchronous views, each using a database connection
+# while it runs) run at most this many at once per worker; the rest wait in order, and one that
+# waited SYNC_VIEWS_WAIT seconds is answered 503. Replies' streams do not count.
+def sync_views_from_env(env: environ.Env) -> tuple[int, float]:
+    at_once, wait = env.int("SYNC_VIEWS_AT_ONCE", default=16), env.float("SYNC_VIEWS_WAIT", default=30.0)
+    if at_once < 1 or not wait > 0:
+        raise ImproperlyConfigured(
+            f"SYNC_VIEWS_AT_ONCE must be 1 or more and SYNC_VIEWS_WAIT more than 0 seconds; got {at_once} and {wait:g}."
+        )
+    return at_once, wait
+
+
+SYNC_VIEWS_AT_ONCE, SYNC_VIEWS_WAIT = sync_views_from_env(env)
 
 # Conversations: the longest message a user may send, in characters.
 MESSAGE_MAX_LENGTH = env.int("MESSAGE_MAX_LENGTH", default=32_000)

@@ -125,14 +125,16 @@ def database_busy(error: BaseException | None) -> bool:
     )
 
 
-def busy(request: HttpRequest) -> HttpResponse:
-    """503 with Retry-After when no database connection freed up in time (server_error), and
+def busy(request: HttpRequest, *, cause: str = "") -> HttpResponse:
+    """503 with Retry-After when no database connection freed up in time (server_error) or a
+    request waited too long for its turn (chatter.middleware.SyncViewsAtOnceMiddleware), and
     one WARNING line. Nothing here touches the database: the page stands alone (not on the
     layout, which shows the user), and an HTMX request gets the #error-banner partial."""
-    pool = settings.DATABASES["default"].get("OPTIONS", {}).get("pool") or {}
+    if not cause:
+        pool = settings.DATABASES["default"].get("OPTIONS", {}).get("pool") or {}
+        cause = f"no database connection free within {pool.get('timeout', '?')} s, pool of {pool.get('max_size', '?')}"
     log_refusal(
-        logger, status=503,
-        cause=f"no database connection free within {pool.get('timeout', '?')} s, pool of {pool.get('max_size', '?')}",
+        logger, status=503, cause=cause,
         method=request.method, path=request.path, client=request.META.get("REMOTE_ADDR"),
     )
     try:

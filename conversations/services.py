@@ -41,7 +41,7 @@ REPLY_STATE = ["content", "content_html", "status", "error", "usage", "context_o
 USABLE = (Message.Status.COMPLETE, Message.Status.INTERRUPTED)
 
 
-# Work a reply starts and nobody waits for (a new conversation's title), referenced until done.
+# Work no request waits for (replies' jobs, titles), referenced until done.
 BACKGROUND: set[asyncio.Task] = set()
 
 
@@ -49,10 +49,21 @@ def _in_background(coroutine) -> asyncio.Task:
     # In a context of its own: not the request's that started it (whose thread, for the ORM's
     # sync calls, ends with the request). Its ORM calls share asgiref's one thread for work
     # outside requests.
-    task = asyncio.get_running_loop().create_task(coroutine, context=contextvars.Context())
+    task = asyncio.get_running_loop().create_task(_released(coroutine), context=contextvars.Context())
     BACKGROUND.add(task)
     task.add_done_callback(BACKGROUND.discard)
     return task
+
+
+async def _released(coroutine):
+    # No request ends to close the connection background work used. It all shares one (asgiref
+    # runs its ORM calls in one thread): the last piece of work to end gives it back to the pool.
+    try:
+        return await coroutine
+    finally:
+        me = asyncio.current_task()
+        if not any(task is not me and not task.done() for task in BACKGROUND):
+            await sync_to_async(connection_release)()
 
 
 def connection_release() -> None:
@@ -276,7 +287,6 @@ async def reply_write(*, reply_id: int, stopped: asyncio.Event) -> None:
                 await relay.publish(reply_id, "delta", text=event.text)
     finally:
         await relay.publish(reply_id, "end")
-        await sync_to_async(connection_release)()  # no request ends for a job to close it
 
 
 async def reply_stream(*, reply: Message, stopped: asyncio.Event) -> AsyncIterator[TextAdded | BlocksFinished]:
@@ -377,6 +387,7 @@ async def reply_settled(*, reply: Message) -> AsyncIterator[None]:
     unreachable): wait, yielding at each look at the database, until it ends or is abandoned;
     `reply` holds what was saved."""
     while reply.status in Message.IN_PROGRESS and not reply.is_stale:
+        await sync_to_async(connection_release)()  # none held while waiting (see views.reply_stream)
         yield
         await asyncio.sleep(STOP_POLL_SECONDS)
         await reply.arefresh_from_db(fields=REPLY_STATE)

@@ -296,9 +296,6 @@ async def _written(reply: Message, *, after: int) -> AsyncIterator[str]:
     while True:
         if may_follow and await relay.knows(reply.pk):
             may_follow = False
-            # Following needs no database: its connection goes back to the pool meanwhile (a
-            # long reply would hold one for minutes), and one is taken again when needed.
-            await sync_to_async(services.connection_release)()
             try:
                 async for frames in _followed(relay.follow(reply.pk, after=after), fresh=after == 0):
                     relayed = True
@@ -349,6 +346,11 @@ async def reply_stream(request: HttpRequest, public_id: UUID, pk: int) -> Stream
     async def events() -> AsyncIterator[str]:
         yield ": stream open\n\n"  # sent at once, so the browser knows the stream is up
         live = reply.status in Message.IN_PROGRESS and not reply.is_stale  # else: shown as saved
+        # From here the stream waits (for the job's start, the relay, the checkpoints): its database
+        # connection goes back to the pool meanwhile, and one is taken again when a query needs it.
+        # (Held while waiting for the job's start, which needs one too, a crowd of streams could
+        # take every connection and wait for ever.)
+        await sync_to_async(services.connection_release)()
         if live and reply.status == Message.Status.PENDING:
             await services.reply_start(reply_id=reply.pk)
         if live:

@@ -1,0 +1,135 @@
+"""Under ASGI, at most SYNC_VIEWS_AT_ONCE requests for synchronous views run at once; the rest
+wait their turn holding nothing (no thread, no database connection), and one that waited
+SYNC_VIEWS_WAIT seconds is answered 503 with the busy page. Async views (a reply's stream)
+never wait for a turn. WSGI is left to its server's threads.
+
+The views here run in their worker thread until the test lets them go, so the order of what
+runs is seen, not timed."""
+
+import asyncio
+import threading
+
+import environ
+import pytest
+from asgiref.sync import sync_to_async
+from django.core.exceptions import ImproperlyConfigured
+from django.http import HttpResponse
+from django.urls import path, reverse
+
+from chatter import settings as chatter_settings
+from chatter import urls as site_urls
+from chatter.tests.test_hardening import call_asgi, session_cookie
+from conversations.tests.factories import MessageFactory
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("close_thread_connections")]
+
+
+class Held:
+    """A synchronous view, open to anyone, that runs until released (`entered` is set once it
+    runs), then answers, or fails when `fail` is set."""
+
+    login_required = False
+
+    def __init__(self):
+        self.entered = threading.Event()
+        self.release = threading.Event()
+        self.fail = False
+
+    def __call__(self, request):
+        self.entered.set()
+        assert self.release.wait(60), "never released"
+        if self.fail:
+            raise RuntimeError("the view failed")
+        return HttpResponse("held")
+
+
+held = Held()
+urlpatterns = [path("held/", held), *site_urls.urlpatterns]
+handler500 = site_urls.handler500
+
+
+@pytest.fixture(autouse=True)
+def _held_view(settings):
+    held.__init__()
+    settings.ROOT_URLCONF = __name__
+    settings.SYNC_VIEWS_AT_ONCE = 1
+    yield
+    held.release.set()
+
+
+async def entered(event: threading.Event) -> None:
+    assert await sync_to_async(event.wait, thread_sensitive=False)(60), "the view never ran"
+
+
+@pytest.mark.asyncio
+async def test_a_request_waiting_longer_than_the_wait_is_a_503_and_one_warning_line(settings, caplog):
+    settings.SYNC_VIEWS_WAIT = 0.2
+    first = asyncio.ensure_future(call_asgi("GET", "/held/"))
+    await entered(held.entered)
+
+    refused = await call_asgi("GET", reverse("login"))  # while the first holds the only turn
+
+    assert refused.status == 503
+    assert refused.headers["retry-after"]
+    assert "chatter is busy" in refused.text
+    [line] = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert "refused with 503 (1 requests ahead for 0.2 s)" in line
+    held.release.set()
+    assert (await first).status == 200
+
+
+@pytest.mark.asyncio
+async def test_a_turn_is_given_back_after_a_refusal_an_error_and_an_answer(settings):
+    settings.SYNC_VIEWS_WAIT = 0.2
+    first = asyncio.ensure_future(call_asgi("GET", "/held/"))
+    await entered(held.entered)
+    assert (await call_asgi("GET", reverse("login"))).status == 503
+    held.release.set()
+    assert (await first).status == 200
+
+    held.fail = True
+    assert (await call_asgi("GET", "/held/")).status == 500
+    held.fail = False
+    assert (await call_asgi("GET", "/held/")).status == 200  # one turn, and it is free each time
+    assert (await call_asgi("GET", reverse("login"))).status == 200
+
+
+@pytest.mark.asyncio
+async def test_async_views_do_not_wait_for_a_turn(user, settings):
+    settings.SYNC_VIEWS_WAIT = 60
+    reply = await sync_to_async(MessageFactory)(conversation__user=user, reply=True)  # complete: its stream ends at once
+    cookie = await sync_to_async(session_cookie)(user)
+    first = asyncio.ensure_future(call_asgi("GET", "/held/"))
+    await entered(held.entered)
+
+    stream = await call_asgi(
+        "GET", reverse("conversations:reply_stream", args=[reply.conversation.public_id, reply.pk]),
+        headers={"cookie": f"sessionid={cookie}"},
+    )
+
+    assert stream.status == 200 and "event: done" in stream.text
+    assert not first.done()  # still holding the only turn
+    held.release.set()
+    assert (await first).status == 200
+
+
+def test_wsgi_requests_do_not_wait_for_a_turn(client, settings):
+    # The sync test client is WSGI's path: its server's threads are the limit, not this one.
+    settings.SYNC_VIEWS_WAIT = 0.01
+    held.release.set()
+    assert client.get("/held/").status_code == 200
+    assert client.get(reverse("login")).status_code == 200
+
+
+def test_the_defaults_are_16_at_once_and_30_seconds(monkeypatch):
+    for name in ("SYNC_VIEWS_AT_ONCE", "SYNC_VIEWS_WAIT"):
+        monkeypatch.delenv(name, raising=False)
+    assert chatter_settings.sync_views_from_env(environ.Env()) == (16, 30.0)
+
+
+@pytest.mark.parametrize("at_once, wait", [("0", "30"), ("4", "0"), ("4", "-1")])
+def test_a_limit_that_cannot_work_is_refused_at_startup(monkeypatch, at_once, wait):
+    monkeypatch.setenv("SYNC_VIEWS_AT_ONCE", at_once)
+    monkeypatch.setenv("SYNC_VIEWS_WAIT", wait)
+    with pytest.raises(ImproperlyConfigured, match="SYNC_VIEWS_AT_ONCE must be 1 or more"):
+        chatter_settings.sync_views_from_env(environ.Env())
