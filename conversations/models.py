@@ -15,9 +15,11 @@ from conversations import tokens
 from conversations.markdown import render_markdown
 
 TITLE_LENGTH = 80
-# A reply in progress whose writer has not checkpointed (services.CHECKPOINT_SECONDS) for this long
-# has no writer any more (its worker died, or none ever took it): shown as interrupted, retryable.
-STALE_STREAM = timedelta(seconds=15)
+# A reply in progress whose writer has not checkpointed (services.CHECKPOINT_SECONDS, 3 s) for this
+# long has no writer any more (its worker died, or none ever took it): shown as interrupted,
+# retryable. Pages look every second or so, so they show it within 15 s of the worker's death;
+# a live writer late with three checkpoints in a row (a busy database) is not taken for dead.
+STALE_STREAM = timedelta(seconds=12)
 STOPPED = "Stopped."  # a reply's note when the user stopped it: a state, not an error
 
 

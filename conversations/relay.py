@@ -135,7 +135,7 @@ MAXLEN = 10_000  # events kept per reply (approximately: Redis trims whole nodes
 # attaches to a longer reply than this finds its beginning gone and reads the checkpoints
 LIVE_SECONDS = 3600.0  # a reply's events outlive its newest one by this much while it is written
 # (its writer publishes again well before; a writer that died leaves nothing behind for long)
-FOLLOW_CHECK_SECONDS = 2.0  # a follower that has had no event for this long looks at the reply's row
+FOLLOW_CHECK_SECONDS = 1.0  # a follower that has had no event for this long looks at the reply's row
 CONNECT_SECONDS = 1.0  # to connect to Redis, and to wait for the stop channel when opening
 RECONNECT_SECONDS = 1.0  # between attempts to subscribe to the stop channel again
 

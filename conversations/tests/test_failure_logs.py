@@ -281,7 +281,7 @@ async def test_a_server_stopping_mid_reply_is_a_warning_and_keeps_the_text(clien
     async for chunk in response.streaming_content:
         if b"event: delta" in chunk:
             break
-    [job] = [task for task in services.BACKGROUND if not task.done()]  # the reply's writer
+    [job] = [task for task in services.BACKGROUND if task.get_name() == "reply_write" and not task.done()]
 
     job.cancel()  # what a worker shutting down does to its tasks
     with pytest.raises(asyncio.CancelledError):

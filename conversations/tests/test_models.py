@@ -3,8 +3,8 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from conversations import tokens
-from conversations.models import Conversation, Message
+from conversations import relay, services, tokens
+from conversations.models import STALE_STREAM, Conversation, Message
 from conversations.tests.factories import MessageFactory
 
 
@@ -49,6 +49,25 @@ def test_a_reply_left_streaming_by_a_dead_worker_shows_as_interrupted(conversati
     reply.refresh_from_db()
 
     assert reply.display_status == Message.Status.INTERRUPTED
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("seconds, stale", [(11, False), (12.5, True)])
+def test_a_reply_is_abandoned_after_12_seconds_without_a_checkpoint(conversation, seconds, stale):
+    reply = MessageFactory(conversation=conversation, reply=True, status=Message.Status.STREAMING, content="par")
+    Message.objects.filter(pk=reply.pk).update(updated_at=timezone.now() - timedelta(seconds=seconds))
+    reply.refresh_from_db()
+
+    assert reply.is_stale is stale
+    assert (reply.display_status == Message.Status.INTERRUPTED) is stale
+
+
+def test_a_dead_writer_is_seen_within_15_seconds_and_a_live_one_never():
+    # The last checkpoint can come just before the worker dies; a page (following on the relay,
+    # or reading checkpoints) looks again within its interval after the reply turns stale.
+    looks = max(relay.FOLLOW_CHECK_SECONDS, services.STOP_POLL_SECONDS)
+    assert STALE_STREAM.total_seconds() + looks <= 15
+    assert services.CHECKPOINT_SECONDS * 3 <= STALE_STREAM.total_seconds()  # three late checkpoints: not dead
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ import html
 import re
 
 import pytest
+from asgiref.sync import sync_to_async
 from django.urls import reverse
 
 from bench.fake_upstream import FakeReply
@@ -137,6 +138,31 @@ async def test_stop_reaches_the_job_through_the_relay_at_once(client_in, turn, f
     assert (saved.status, saved.error) == (Message.Status.INTERRUPTED, services.STOPPED)
     assert saved.content.startswith("w0 w1 w2") and saved.content != WORDS
     assert parse(raw)[-1][0] == "done"
+
+
+async def test_a_stop_only_the_database_knows_ends_the_replies_it_names(client_in, turn, fake_upstream, monkeypatch):
+    # Stop pressed on a worker this relay does not reach: only the database's flag says so. One
+    # look at the flags serves every reply written here.
+    monkeypatch.setattr(services, "STOP_POLL_SECONDS", 0.02)
+    other = await sync_to_async(MessageFactory)(conversation=turn.conversation, pending=True)
+    fake_upstream.script(*(FakeReply(text=WORDS, delay=0.1) for _ in range(2)))
+    streams = [aiter((await open_stream(client_in, reply)).streaming_content) for reply in (turn, other)]
+    for chunks in streams:
+        raw = ""
+        async for chunk in chunks:
+            raw += chunk.decode()
+            if raw.count("event: delta") >= 2:
+                break
+
+    await Message.objects.filter(pk=turn.pk).aupdate(stop_requested=True)  # as the other worker's stop view
+    rest = "".join([chunk.decode() async for chunk in streams[0]])
+
+    assert parse(rest)[-1][0] == "done"
+    saved = await reload(turn)
+    assert (saved.status, saved.error) == (Message.Status.INTERRUPTED, services.STOPPED)
+    assert saved.content.startswith("w0 w1") and saved.content != WORDS
+    "".join([chunk.decode() async for chunk in streams[1]])
+    assert (await reload(other)).content == WORDS  # not stopped: its flag was not set
 
 
 async def test_the_relay_forgets_a_reply_a_while_after_it_ends(any_relay, monkeypatch):
