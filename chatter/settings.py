@@ -121,6 +121,8 @@ def database_from_env(env: environ.Env) -> dict:
             )
         database["CONN_MAX_AGE"] = 0
         database["OPTIONS"] = {**database.get("OPTIONS", {}), "pool": pool}
+        # .iterator() (a model picker's choices) in one round trip, not DECLARE, FETCH and CLOSE.
+        database["DISABLE_SERVER_SIDE_CURSORS"] = True
     else:
         database["CONN_MAX_AGE"] = conn_max_age
     return database

@@ -68,6 +68,7 @@ def test_postgresql_gets_a_pool_sized_from_the_environment(environment):
     assert database["ENGINE"] == "django.db.backends.postgresql"
     assert database["OPTIONS"] == {"sslmode": "require", "pool": {"min_size": 3, "max_size": 7, "timeout": 1.5}}
     assert database["CONN_MAX_AGE"] == 0
+    assert database["DISABLE_SERVER_SIDE_CURSORS"] is True  # .iterator() in one round trip
 
 
 def test_the_pool_defaults_to_20_connections_2_kept_and_5_seconds(environment):
