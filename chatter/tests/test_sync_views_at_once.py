@@ -79,6 +79,21 @@ async def test_a_request_waiting_longer_than_the_wait_is_a_503_and_one_warning_l
 
 
 @pytest.mark.asyncio
+async def test_an_htmx_request_waiting_too_long_gets_the_error_banner(settings):
+    settings.SYNC_VIEWS_WAIT = 0.2
+    first = asyncio.ensure_future(call_asgi("GET", "/held/"))
+    await entered(held.entered)
+
+    refused = await call_asgi("GET", reverse("login"), headers={"hx-request": "true"})
+
+    assert refused.status == 503
+    assert refused.headers["hx-retarget"] == "#error-banner"
+    assert "chatter is busy" in refused.text and "<html" not in refused.text
+    held.release.set()
+    assert (await first).status == 200
+
+
+@pytest.mark.asyncio
 async def test_a_turn_is_given_back_after_a_refusal_an_error_and_an_answer(settings):
     settings.SYNC_VIEWS_WAIT = 0.2
     first = asyncio.ensure_future(call_asgi("GET", "/held/"))
