@@ -147,7 +147,7 @@ REDIS_ERRORS = (redis.RedisError, OSError, asyncio.TimeoutError)
 class _Writer:
     """A reply this process writes."""
 
-    stopped: asyncio.Event = field(default_factory=asyncio.Event)
+    stopped: asyncio.Event  # set when a stop is asked for
     seq: int = 0
     relayed: bool = True  # False once Redis failed for this reply: nothing more is sent (no gaps)
 
@@ -175,16 +175,21 @@ class RedisRelay:
     no longer checkpointed: Message.is_stale). A stop is published on `<prefix>relay:stop`, to
     which each process that writes replies listens (one subscription per process).
 
+    A page on the worker that writes the reply follows it in-process (as LocalRelay), without a
+    round trip to Redis on the way to the first token.
+
     When Redis fails, nothing fails with it: a reply whose events cannot be sent is still
     written and saved (one WARNING line for the reply, and nothing more is sent for it, so no
-    follower sees a gap), pages read the database's checkpoints, and the database's stop flag
-    still stops the writer. Other failures are one WARNING line until Redis is reached again.
+    follower sees a gap), pages on other workers read the database's checkpoints, and the
+    database's stop flag still stops the writer. Other failures are one WARNING line until Redis is reached again.
     """
 
     def __init__(self, url: str, *, prefix: str = "chatter:") -> None:
         self.url = url
         self.prefix = prefix
         self._writers: dict[int, _Writer] = {}
+        # The replies written here, for the pages this worker serves: followed without Redis.
+        self._local = LocalRelay()
         self._here: _Connection | None = None
         self._sync: redis.Redis | None = None  # for stop_soon
         self._down = False  # a failure was logged and Redis has not been reached since
@@ -235,8 +240,8 @@ class RedisRelay:
         cause = f"error={type(error).__name__}: {error}"
         if reply_id is not None:
             logger.warning(
-                "Relay unreachable: reply=%s goes on without it (saved as usual; its pages read the "
-                "database's checkpoints) %s", reply_id, cause,
+                "Relay unreachable: reply=%s goes on without it (saved as usual; its pages on other "
+                "workers read the database's checkpoints) %s", reply_id, cause,
             )
         elif not self._down:
             logger.warning("Relay unreachable: pages read the database's checkpoints until it is back %s", cause)
@@ -254,7 +259,9 @@ class RedisRelay:
         None when a writer here has the reply already."""
         if reply_id in self._writers:
             return None
-        writer = self._writers[reply_id] = _Writer()
+        if (stopped := await self._local.open(reply_id)) is None:
+            return None
+        writer = self._writers[reply_id] = _Writer(stopped)
         here = self._connection()
         if here.listener is None or here.listener.done():
             here.listener = here.loop.create_task(self._listen(here))
@@ -276,8 +283,7 @@ class RedisRelay:
 
     async def publish(self, reply_id: int, kind: str, **data: Any) -> int:
         writer = self._writers[reply_id]
-        writer.seq += 1
-        seq = writer.seq
+        writer.seq = seq = await self._local.publish(reply_id, kind, **data)  # this worker's pages first
         if kind == "end":
             del self._writers[reply_id]
         if not writer.relayed:
@@ -326,10 +332,9 @@ class RedisRelay:
     # The watchers' side
     async def knows(self, reply_id: int) -> bool:
         """Whether a page can follow the reply here: a writer has opened it, or its events are
-        still kept. False when Redis is unreachable (and for a reply written here whose events
-        stopped reaching Redis)."""
-        if (writer := self._writers.get(reply_id)) is not None:
-            return writer.relayed
+        still kept. For a reply written on another worker, False when Redis is unreachable."""
+        if reply_id in self._writers:
+            return True
         try:
             found = await self._connection().client.exists(self._stream(reply_id), self._marker(reply_id))
         except REDIS_ERRORS as error:
@@ -341,7 +346,13 @@ class RedisRelay:
     async def follow(self, reply_id: int, *, after: int = 0) -> AsyncIterator[list[Event]]:
         """As LocalRelay.follow, from any worker. Also ends, before "end", when the reply's row
         says it is no longer written (saved, or its writer died). Raises RelayUnavailable when
-        Redis fails, or no longer has the events right after `after` (trimmed: see MAXLEN)."""
+        Redis fails, or no longer has the events right after `after` (trimmed: see MAXLEN).
+        A reply written on this worker is followed here, without Redis (and whether or not Redis
+        can be reached)."""
+        if reply_id in self._writers:
+            async for batch in self._local.follow(reply_id, after=after):
+                yield batch
+            return
         client = self._connection().client
         stream = self._stream(reply_id)
         seen = after
