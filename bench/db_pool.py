@@ -7,8 +7,9 @@ DATABASE_URL names a PostgreSQL server and a database to connect to there; the r
 CREATEDB. The benchmark builds throwaway databases beside it (dropped at the end), starts the
 fake OpenAI-compatible upstream in this process (first token after --first-delay seconds,
 --chunks deltas --delay seconds apart) and, for each run, chatter under --workers uvicorn
-workers (DEBUG off; with REDIS_URL set they share the Redis relay): "without" uses bench.settings_no_pool (a connection per thread, as before the
-pool), "with" chatter's own settings (the pool, sized by DB_POOL_* from the environment).
+workers (DEBUG off; with REDIS_URL set they share the Redis relay): "without" uses
+bench.settings_no_pool (a connection per thread, as before the pool), "with" chatter's own
+settings (the pool, sized by DB_POOL_* from the environment).
 
 Each of --conversations users, all at once, sends --messages messages as the page does (the
 form's POST, then the reply's stream read to its end) one after another. It prints, per run,

@@ -169,11 +169,12 @@ class RedisRelay:
     0-<seq> (so a page's Last-Event-ID is a position in the stream) and the fields kind and data
     (JSON), capped at about MAXLEN entries; it expires LIVE_SECONDS after its newest event while
     the reply is written, KEEP_SECONDS after its end. `<prefix>reply:<id>:writer` says a writer
-    has opened the reply, before its first event (until the end, or LIVE_SECONDS). A follower reads the stream (XRANGE), then
-    blocks for more (XREAD BLOCK); when no event comes for FOLLOW_CHECK_SECONDS it looks at the
-    reply's row and stops following a reply saved meanwhile, or one whose writer died (the row
-    no longer checkpointed: Message.is_stale). A stop is published on `<prefix>relay:stop`, to
-    which each process that writes replies listens (one subscription per process).
+    has opened the reply, before its first event (until the end, or LIVE_SECONDS). A follower
+    reads the stream (XRANGE), then blocks for more (XREAD BLOCK); when no event comes for
+    FOLLOW_CHECK_SECONDS it looks at the reply's row and stops following a reply saved
+    meanwhile, or one whose writer died (the row no longer checkpointed: Message.is_stale). A
+    stop is published on `<prefix>relay:stop`, to which each process that writes replies
+    listens (one subscription per process).
 
     A page on the worker that writes the reply follows it in-process (as LocalRelay), without a
     round trip to Redis on the way to the first token.
@@ -181,7 +182,8 @@ class RedisRelay:
     When Redis fails, nothing fails with it: a reply whose events cannot be sent is still
     written and saved (one WARNING line for the reply, and nothing more is sent for it, so no
     follower sees a gap), pages on other workers read the database's checkpoints, and the
-    database's stop flag still stops the writer. Other failures are one WARNING line until Redis is reached again.
+    database's stop flag still stops the writer. Other failures are one WARNING line until
+    Redis is reached again.
     """
 
     def __init__(self, url: str, *, prefix: str = "chatter:") -> None:
