@@ -11,7 +11,9 @@ run it prints, as medians and 95th percentiles over --samples turns, one at a ti
 - stream starts the reply (how it was before replies became jobs): the send's own time plus
   the time from opening the stream of a pending reply to its first text, i.e. the provider
   is asked only once the browser's stream has connected;
-- with --redis-url, the first again with the relay on Redis (REDIS_URL).
+- with --redis-url, the first again with the relay on Redis (REDIS_URL) and the cache kept in
+  the worker (CACHE_URL=locmemcache://), then with both on Redis (what REDIS_URL alone does:
+  the send's rate limit counts in Redis).
 
 Each "added" figure is chatter's time minus the baseline. Nothing here is a test.
 """
@@ -162,7 +164,7 @@ def main() -> None:
             SEND_RATE_PER_USER="100000/m",
             REDIS_URL="",
         )
-        runs = 2 if args.redis_url else 1
+        runs = 3 if args.redis_url else 1
         session, targets = setup(env, upstream, args.samples * runs)
         baseline = asyncio.run(direct(upstream, args.samples))
         server = Server(env, port)
@@ -171,25 +173,27 @@ def main() -> None:
             before = [send + first for send, first in zip(sends, streams_only(server, session, args.samples))]
         finally:
             server.stop()
-        relayed = None
+        redis_rows = []
         if args.redis_url:
-            server = Server({**env, "REDIS_URL": args.redis_url}, port + 1)
-            try:
-                relayed, _ = asyncio.run(turns(server, session, targets[args.samples :]))
-            finally:
-                server.stop()
+            # The relay alone (the cache kept in each worker), then the cache on Redis too (as REDIS_URL does).
+            for n, (label, cache) in enumerate([("relay on Redis", {"CACHE_URL": "locmemcache://"}),
+                                                ("relay and cache on Redis", {"CACHE_URL": ""})], start=1):
+                server = Server({**env, "REDIS_URL": args.redis_url, **cache}, port + n)
+                try:
+                    relayed, _ = asyncio.run(turns(server, session, targets[args.samples * n : args.samples * (n + 1)]))
+                finally:
+                    server.stop()
+                redis_rows.append((f"send, then stream, {label}", relayed))
 
     base = statistics.median(baseline)
     print(f"chatter turn benchmark: send then stream, 1 uvicorn worker, SQLite, {args.samples} turns each, "
           f"upstream first token after {args.first_delay * 1000:.0f} ms then {args.chunks} tokens, on {os.cpu_count()} cores")
-    print(f"  upstream direct, first token              : {base * 1000:7.1f} ms (median)")
-    rows = [("send, then stream (job at send)", now), ("stream starts the reply (before)", before)]
-    if relayed:
-        rows.append(("send, then stream, relay on Redis", relayed))
+    print(f"  {'upstream direct, first token':<57}: {base * 1000:7.1f} ms (median)")
+    rows = [("send, then stream (job at send)", now), ("stream starts the reply (before)", before), *redis_rows]
     for label, values in rows:
-        print(f"  added, {label:<33}: {(statistics.median(values) - base) * 1000:7.1f} ms median, "
+        print(f"  added, {label:<50}: {(statistics.median(values) - base) * 1000:7.1f} ms median, "
               f"{p(values, 95) - base * 1000:7.1f} ms p95")
-    print(f"  the send alone                            : {statistics.median(sends) * 1000:7.1f} ms (median)")
+    print(f"  {'the send alone':<57}: {statistics.median(sends) * 1000:7.1f} ms (median)")
 
 
 if __name__ == "__main__":
