@@ -11,6 +11,7 @@ import threading
 
 import environ
 import pytest
+import pytest_asyncio
 from asgiref.sync import sync_to_async
 from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpResponse
@@ -57,16 +58,18 @@ def _held_view(settings):
     held.release.set()
 
 
-async def entered(event: threading.Event) -> None:
-    assert await sync_to_async(event.wait, thread_sensitive=False)(60), "the view never ran"
+@pytest_asyncio.fixture
+async def turn_taken(settings):
+    """The only turn, taken by a held request (a request waiting for it gives up after 0.2 s):
+    that request's response, once released."""
+    settings.SYNC_VIEWS_WAIT = 0.2
+    first = asyncio.ensure_future(call_asgi("GET", "/held/"))
+    assert await sync_to_async(held.entered.wait, thread_sensitive=False)(60), "the view never ran"
+    return first
 
 
 @pytest.mark.asyncio
-async def test_a_request_waiting_longer_than_the_wait_is_a_503_and_one_warning_line(settings, caplog):
-    settings.SYNC_VIEWS_WAIT = 0.2
-    first = asyncio.ensure_future(call_asgi("GET", "/held/"))
-    await entered(held.entered)
-
+async def test_a_request_waiting_longer_than_the_wait_is_a_503_and_one_warning_line(turn_taken, caplog):
     refused = await call_asgi("GET", reverse("login"))  # while the first holds the only turn
 
     assert refused.status == 503
@@ -75,32 +78,25 @@ async def test_a_request_waiting_longer_than_the_wait_is_a_503_and_one_warning_l
     [line] = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert "refused with 503 (1 requests ahead for 0.2 s)" in line
     held.release.set()
-    assert (await first).status == 200
+    assert (await turn_taken).status == 200
 
 
 @pytest.mark.asyncio
-async def test_an_htmx_request_waiting_too_long_gets_the_error_banner(settings):
-    settings.SYNC_VIEWS_WAIT = 0.2
-    first = asyncio.ensure_future(call_asgi("GET", "/held/"))
-    await entered(held.entered)
-
+async def test_an_htmx_request_waiting_too_long_gets_the_error_banner(turn_taken):
     refused = await call_asgi("GET", reverse("login"), headers={"hx-request": "true"})
 
     assert refused.status == 503
     assert refused.headers["hx-retarget"] == "#error-banner"
     assert "chatter is busy" in refused.text and "<html" not in refused.text
     held.release.set()
-    assert (await first).status == 200
+    assert (await turn_taken).status == 200
 
 
 @pytest.mark.asyncio
-async def test_a_turn_is_given_back_after_a_refusal_an_error_and_an_answer(settings):
-    settings.SYNC_VIEWS_WAIT = 0.2
-    first = asyncio.ensure_future(call_asgi("GET", "/held/"))
-    await entered(held.entered)
+async def test_a_turn_is_given_back_after_a_refusal_an_error_and_an_answer(turn_taken):
     assert (await call_asgi("GET", reverse("login"))).status == 503
     held.release.set()
-    assert (await first).status == 200
+    assert (await turn_taken).status == 200
 
     held.fail = True
     assert (await call_asgi("GET", "/held/")).status == 500
@@ -110,12 +106,9 @@ async def test_a_turn_is_given_back_after_a_refusal_an_error_and_an_answer(setti
 
 
 @pytest.mark.asyncio
-async def test_async_views_do_not_wait_for_a_turn(user, settings):
-    settings.SYNC_VIEWS_WAIT = 60
+async def test_async_views_do_not_wait_for_a_turn(user, turn_taken):
     reply = await sync_to_async(MessageFactory)(conversation__user=user, reply=True)  # complete: its stream ends at once
     cookie = await sync_to_async(session_cookie)(user)
-    first = asyncio.ensure_future(call_asgi("GET", "/held/"))
-    await entered(held.entered)
 
     stream = await call_asgi(
         "GET", reverse("conversations:reply_stream", args=[reply.conversation.public_id, reply.pk]),
@@ -123,9 +116,9 @@ async def test_async_views_do_not_wait_for_a_turn(user, settings):
     )
 
     assert stream.status == 200 and "event: done" in stream.text
-    assert not first.done()  # still holding the only turn
+    assert not turn_taken.done()  # still holding the only turn
     held.release.set()
-    assert (await first).status == 200
+    assert (await turn_taken).status == 200
 
 
 def test_wsgi_requests_do_not_wait_for_a_turn(client, settings):
