@@ -296,6 +296,8 @@ async def _written(reply: Message, *, after: int) -> AsyncIterator[str]:
     while True:
         if may_follow and await relay.knows(reply.pk):
             may_follow = False
+            # Following needs no database (a page that read checkpoints until now holds one).
+            await sync_to_async(services.connection_release)()
             try:
                 async for frames in _followed(relay.follow(reply.pk, after=after), fresh=after == 0):
                     relayed = True
