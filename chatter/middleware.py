@@ -9,6 +9,10 @@ from urllib.parse import unquote
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
 from django.conf import settings
+from django.contrib.auth import middleware as auth
+from django.contrib.messages import middleware as messages
+from django.contrib.sessions import middleware as sessions
+from django.middleware import clickjacking, common, csp, csrf, security
 from django.core.handlers.wsgi import get_bytes_from_wsgi
 from django.http import HttpRequest, HttpResponse
 from django.urls import Resolver404, resolve
@@ -40,6 +44,86 @@ class _Middleware:
             markcoroutinefunction(self)
 
 
+# Django's own middleware, without thread hops ------------------------------------------------
+# Under ASGI, Django's MiddlewareMixin runs each process_request and process_response in a
+# thread (sync_to_async): about fifteen hops a request for the list in MIDDLEWARE, each a trip
+# through the event loop, and the loop is what a crowd of streams waits on. Most of those hooks
+# only read and set headers, cookies and request attributes: these subclasses run them on the
+# event loop. The hooks that can reach the database (saving a session, storing messages,
+# refusing a CSRF token through the site's error page) still go to a thread, when they do.
+
+
+class _InlineHooks:
+    async def __acall__(self, request: HttpRequest) -> HttpResponse:
+        response = self.process_request(request) if hasattr(self, "process_request") else None
+        response = response or await self.get_response(request)
+        if hasattr(self, "process_response"):
+            response = self.process_response(request, response)
+        return response
+
+
+class SecurityMiddleware(_InlineHooks, security.SecurityMiddleware):
+    pass
+
+
+class CommonMiddleware(_InlineHooks, common.CommonMiddleware):
+    pass
+
+
+class AuthenticationMiddleware(_InlineHooks, auth.AuthenticationMiddleware):
+    """Sets the lazy request.user and request.auser; loading the user is up to whoever asks."""
+
+
+class XFrameOptionsMiddleware(_InlineHooks, clickjacking.XFrameOptionsMiddleware):
+    pass
+
+
+class ContentSecurityPolicyMiddleware(_InlineHooks, csp.ContentSecurityPolicyMiddleware):
+    pass
+
+
+class SessionMiddleware(sessions.SessionMiddleware):
+    """Saving a changed session is a query: in a thread. Otherwise (nearly every request) the
+    response only gets its Vary header or a deleted cookie, on the event loop."""
+
+    async def __acall__(self, request: HttpRequest) -> HttpResponse:
+        self.process_request(request)
+        response = await self.get_response(request)
+        session = request.session
+        if (session.modified or settings.SESSION_SAVE_EVERY_REQUEST) and not session.is_empty():
+            return await sync_to_async(self.process_response)(request, response)
+        return self.process_response(request, response)
+
+
+class MessageMiddleware(messages.MessageMiddleware):
+    """Messages that were shown or added are stored (the session can be a query): in a thread."""
+
+    async def __acall__(self, request: HttpRequest) -> HttpResponse:
+        self.process_request(request)
+        response = await self.get_response(request)
+        storage = getattr(request, "_messages", None)
+        if storage is not None and (storage.used or storage.added_new):
+            return await sync_to_async(self.process_response)(request, response)
+        return response
+
+
+class CsrfViewMiddleware(_InlineHooks, csrf.CsrfViewMiddleware):
+    """A safe method (GET, HEAD...) is accepted on the event loop. An unsafe one is checked in a
+    thread: a refusal renders the site's error page, which shows the signed-in user."""
+
+    def __init__(self, get_response: Callable) -> None:
+        super().__init__(get_response)
+        if self.async_mode:
+            self.process_view = self._aprocess_view
+
+    async def _aprocess_view(self, request, callback, callback_args, callback_kwargs) -> HttpResponse | None:
+        check = super().process_view
+        if request.method in ("GET", "HEAD", "OPTIONS", "TRACE"):
+            return check(request, callback, callback_args, callback_kwargs)
+        return await sync_to_async(check)(request, callback, callback_args, callback_kwargs)
+
+
+# chatter's own --------------------------------------------------------------------------------
 class Utf8InputMiddleware(_Middleware):
     """Refuses with 400 (the site's error page, one WARNING line) a request whose query string or
     form body is not UTF-8, before anything reads request.GET or request.POST: Django would

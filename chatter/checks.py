@@ -1,0 +1,29 @@
+"""Django's deploy checks security.W001, W002 and W003 look for its own middleware by its path
+in MIDDLEWARE. MIDDLEWARE names chatter's async subclasses of those classes instead
+(chatter.middleware), so settings silences the three and they are checked here by class."""
+
+from django.conf import settings
+from django.core.checks import Tags, Warning, register
+from django.middleware.clickjacking import XFrameOptionsMiddleware
+from django.middleware.csrf import CsrfViewMiddleware
+from django.middleware.security import SecurityMiddleware
+from django.utils.module_loading import import_string
+
+REQUIRED_MIDDLEWARE = [
+    ("W001", SecurityMiddleware, "HSTS, nosniff, the referrer and opener policies and the HTTPS redirect are not applied"),
+    ("W002", XFrameOptionsMiddleware, "pages are not served with an X-Frame-Options header"),
+    ("W003", CsrfViewMiddleware, "forms are not protected against cross-site request forgery"),
+]
+
+
+@register(Tags.security, deploy=True)
+def required_middleware(app_configs, **kwargs) -> list[Warning]:
+    installed = [import_string(path) for path in settings.MIDDLEWARE]
+    return [
+        Warning(
+            f"MIDDLEWARE has no {required.__module__}.{required.__qualname__} or subclass of it: {effect}.",
+            id=f"chatter.{code}",
+        )
+        for code, required, effect in REQUIRED_MIDDLEWARE
+        if not any(isinstance(cls, type) and issubclass(cls, required) for cls in installed)
+    ]
