@@ -5,6 +5,7 @@ from typing import NamedTuple
 from django import forms
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Count, Q
 
 from aimodels.models import AIModel
 from conversations import tokens
@@ -23,6 +24,41 @@ class ModelSelect(forms.Select):
         return option
 
 
+class _ListedChoices(forms.models.ModelChoiceIterator):
+    def __iter__(self):
+        for model in self.field.models:
+            yield self.choice(model)
+
+    def __len__(self) -> int:
+        return len(self.field.models)
+
+    def __bool__(self) -> bool:
+        return bool(self.field.models)
+
+
+class UsableModelField(forms.ModelChoiceField):
+    """The models on offer, read once (one query) into `models`: the picker's options, the
+    default and the check of what was sent all use that list, not a query each."""
+
+    iterator = _ListedChoices
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(queryset=AIModel.objects.none(), empty_label=None, **kwargs)
+        self.models: list[AIModel] = []
+
+    def offer(self, models: list[AIModel]) -> None:
+        self.models = models
+        self.queryset = AIModel.objects.filter(pk__in=[model.pk for model in models])  # for code that asks
+
+    def to_python(self, value) -> AIModel | None:
+        if value in self.empty_values:
+            return None
+        for model in self.models:
+            if str(model.pk) == str(getattr(value, "pk", value)):
+                return model
+        raise forms.ValidationError(self.error_messages["invalid_choice"], code="invalid_choice")
+
+
 class MessageForm(forms.Form):
     """One message from the user, and the model to answer it (any usable model, the
     conversation's last one preselected). With no conversation yet, it also starts one.
@@ -33,9 +69,7 @@ class MessageForm(forms.Form):
         widget=forms.Textarea(attrs={"rows": 3, "placeholder": "Ask anything…", "autofocus": True}),
         error_messages={"required": "Type a message first."},
     )
-    model = forms.ModelChoiceField(
-        queryset=AIModel.objects.none(),
-        empty_label=None,
+    model = UsableModelField(
         label="Model",
         widget=ModelSelect,
         error_messages={"invalid_choice": "That model is not available. Pick another."},
@@ -48,16 +82,21 @@ class MessageForm(forms.Form):
         help_text="Instructions the model gets before the conversation. Starts as your account's default.",
     )
 
-    def __init__(self, *args, user, conversation: Conversation | None = None, **kwargs) -> None:
+    def __init__(
+        self, *args, user, conversation: Conversation | None = None, models: list[AIModel] | None = None, **kwargs
+    ) -> None:
+        """`models`: the usable models, when the caller has read them already (the form that
+        follows a sent one); otherwise they are read here."""
         super().__init__(*args, **kwargs)
         self.user = user
         self.conversation = conversation
         # No maxlength: a browser would cut a long paste silently. The page counts instead.
         self.fields["content"].widget.attrs["data-max-length"] = str(settings.MESSAGE_MAX_LENGTH)
-        usable = AIModel.objects.usable().order_by("-is_default", "name")
-        self.fields["model"].queryset = usable
+        if models is None:
+            models = list(AIModel.objects.usable().order_by("-is_default", "name"))
+        self.fields["model"].offer(models)
         last = conversation.model if conversation else None
-        self.fields["model"].initial = last if last in usable else usable.filter(is_default=True).first()
+        self.fields["model"].initial = last if last in models else next((m for m in models if m.is_default), None)
         # A conversation goes on with its last model when none is sent (and says so if it cannot).
         self.fields["model"].required = conversation is None
         if conversation is None:  # a new conversation starts with the user's default instructions
@@ -81,11 +120,13 @@ class MessageForm(forms.Form):
             return data
         if reason := model.unusable_reason:
             self.add_error(None, reason)
-        elif self.conversation and self.conversation.messages.replying().exists():
+            return data
+        replying = Message.objects.filter(conversation__user=self.user).replying().aggregate(
+            here=Count("pk", filter=Q(conversation=self.conversation)), anywhere=Count("pk")
+        )  # one query for both rules
+        if replying["here"]:
             self.add_error(None, "A reply is still being written. Wait for it to finish, or press Stop.")
-        elif (writing := Message.objects.filter(conversation__user=self.user).replying().count()) >= (
-            most := settings.REPLIES_AT_ONCE_PER_USER
-        ):
+        elif (writing := replying["anywhere"]) >= (most := settings.REPLIES_AT_ONCE_PER_USER):
             self.add_error(
                 None,
                 f"{writing} of your replies are being written in other conversations; at most {most} at once. "

@@ -134,7 +134,9 @@ def message_create(request: HttpRequest, public_id: UUID | None = None) -> HttpR
     question, reply = form.save()
     transaction.on_commit(lambda: services.reply_start_soon(reply_id=reply.pk))
     context = {
-        **_page_context(request, form.conversation, MessageForm(user=request.user, conversation=form.conversation)),
+        **_page_context(request, form.conversation, MessageForm(
+            user=request.user, conversation=form.conversation, models=form.fields["model"].models
+        )),
         "turn": [question, reply],
         "started": conversation is None,
         # The model will title the new conversation after this exchange: the page watches for it.
