@@ -41,7 +41,7 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))
 
 from bench.fake_upstream import FakeReply, FakeUpstream  # noqa: E402
-from bench.stream_bench import bench_env  # noqa: E402
+from bench.stream_bench import bench_env, cpu_seconds  # noqa: E402
 from conversations.tests.asgi_server import free_port  # noqa: E402
 
 CSRF = "b" * 32  # a CSRF cookie; the same value in X-CSRFToken passes Django's check
@@ -58,6 +58,7 @@ class Run:
     streams: Counter = field(default_factory=Counter)
     max_connections: int = 0
     seconds: float = 0.0
+    cpu_seconds: float = 0.0
     log: Counter = field(default_factory=Counter)
     stored: Counter = field(default_factory=Counter)
 
@@ -189,7 +190,9 @@ def serve_and_measure(args, name: str, env: dict[str, str], sessions, model_pk, 
                     break
                 except OSError:
                     time.sleep(0.1)
+            cpu_before = tree_cpu_seconds(server.pid)
             asyncio.run(crowd(args, port, sessions, model_pk, admin_url, database, run))
+            run.cpu_seconds = tree_cpu_seconds(server.pid) - cpu_before
         finally:
             server.terminate()
             server.wait(timeout=30)
@@ -202,6 +205,28 @@ def serve_and_measure(args, name: str, env: dict[str, str], sessions, model_pk, 
         "connection slots are reserved": text.count("remaining connection slots are reserved"),
     })
     return run
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """The CPU time of a process and all its descendants (uvicorn's workers), in seconds."""
+    parents = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError):
+            continue
+    tree, grown = {pid}, True
+    while grown:
+        children = {child for child, parent in parents.items() if parent in tree} - tree
+        tree |= children
+        grown = bool(children)
+    total = 0.0
+    for member in tree:
+        try:
+            total += cpu_seconds(member)
+        except OSError:
+            pass
+    return total
 
 
 def stored(url: str, messages: int, chunks: int) -> Counter:
@@ -234,6 +259,8 @@ def report(args, runs: list[Run], pool: str) -> None:
         label = "without the pool (a connection per thread)" if run.name == "without" else f"with the pool ({pool})"
         print(f"\n  {label}")
         print(f"    turns completed       : {run.turns_ok} of {run.turns} in {run.seconds:.1f} s")
+        print(f"    CPU per turn          : {run.cpu_seconds / max(run.turns, 1) * 1000:.1f} ms "
+              f"(chatter's processes, send + stream + job)")
         print(f"    sends, by status      : {dict(sorted(run.sends.items(), key=str))}")
         print(f"    streams, by status    : {dict(sorted(run.streams.items(), key=str))}")
         fives = {s: run.sends[s] + run.streams[s] for s in (500, 503)}
