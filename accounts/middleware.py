@@ -1,12 +1,14 @@
 """Login (and a verified email) required everywhere, except views marked otherwise.
 
-Async-capable: under ASGI the check awaits request.auser() instead of hopping to a thread.
+Async-capable: under ASGI the user is loaded in one trip to a thread (the session, then the
+user), where request.auser() takes two; request.auser() then answers from it.
 """
 
 from collections.abc import Callable
 
-from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
 from django.conf import settings
+from django.contrib.auth.middleware import get_user
 from django.contrib.auth.views import redirect_to_login
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
@@ -40,6 +42,8 @@ class AccessMiddleware:
     async def _aprocess_view(self, request, view_func, view_args, view_kwargs) -> HttpResponse | None:
         if not getattr(view_func, "login_required", True):
             return None
+        if not hasattr(request, "_acached_user"):  # where request.auser() keeps the user it loaded
+            request._acached_user = await sync_to_async(get_user)(request)
         return self._check(request, await request.auser(), view_func)
 
     def _check(self, request: HttpRequest, user, view_func) -> HttpResponse | None:

@@ -29,10 +29,13 @@ from typing import Any
 
 import redis
 import redis.asyncio
+from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.db import DatabaseError
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from chatter.db import connection_release
 from conversations.models import Message
 
 logger = logging.getLogger(__name__)
@@ -419,8 +422,20 @@ def _event(entry_id: str, fields: dict[str, str]) -> Event:
 
 
 async def _still_written(reply_id: int) -> bool:
-    """The reply's row says it is being written: in progress, and checkpointed lately."""
-    row = await Message.objects.filter(pk=reply_id).only("status", "updated_at").afirst()
+    """The reply's row says it is being written: in progress, and checkpointed lately. Asked
+    while a page follows the reply, which holds no database connection meanwhile: the one
+    this takes goes straight back to the pool. With none free in time the answer is yes (it is
+    asked again FOLLOW_CHECK_SECONDS later); the writer's end comes through Redis anyway."""
+    return await sync_to_async(_row_says_written)(reply_id)
+
+
+def _row_says_written(reply_id: int) -> bool:
+    try:
+        row = Message.objects.filter(pk=reply_id).only("status", "updated_at").first()
+    except DatabaseError:
+        return True
+    finally:
+        connection_release()
     return row is not None and row.status in Message.IN_PROGRESS and not row.is_stale
 
 

@@ -9,20 +9,21 @@ the provider is silent) so a crashed worker loses little; never a write per toke
 
 import asyncio
 import contextvars
+import copy
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
-from contextlib import suppress
 from dataclasses import dataclass
 
 import openai
 from asgiref.sync import SyncToAsync, sync_to_async
 from django.conf import settings
-from django.db import DatabaseError, connection
+from django.db import DatabaseError
 from django.db.models import Q
 from django.utils import timezone
 
 from aimodels.models import AIModel
 from aimodels.services import FailureKind, ProviderError, error_describe, reply_pieces, title_ask
+from chatter.db import connection_release
 from conversations.context import DEFAULT_MARGIN, ContextTooLong, select_context
 from conversations.markdown import MarkdownBlocks, render_markdown
 from conversations.models import STOPPED, Conversation, Message
@@ -66,14 +67,6 @@ async def _released(coroutine):
         me = asyncio.current_task()
         if not any(task is not me and not task.done() for task in BACKGROUND):
             await sync_to_async(connection_release)()
-
-
-def connection_release() -> None:
-    """Closes this thread's database connection (on PostgreSQL: gives it back to the pool); the
-    next query takes one again. One that another thread opened (a test runner's, shared into
-    this one) is left to its owner."""
-    with suppress(DatabaseError):
-        connection.close()
 
 
 async def conversation_title_generate(*, conversation: Conversation, model: AIModel, text: str) -> None:
@@ -162,33 +155,41 @@ def _unusable_kind(model: AIModel) -> str:
     return "model_unusable"
 
 
-async def context_build(*, reply: Message, model: AIModel) -> tuple[list[dict[str, str]], int]:
+Context = tuple[list[dict[str, str]], int]
+
+
+async def context_build(*, reply: Message, model: AIModel) -> Context:
+    """The messages to send for `reply` and how many older ones were left out (see context_read)."""
+    return await sync_to_async(context_read)(reply=reply, model=model)
+
+
+def context_read(*, reply: Message, model: AIModel) -> Context:
     """The messages to send for `reply` and how many older ones were left out. Chooses from the
     stored token counts (one query), then loads the text of the kept messages only (another).
-    Nothing is tokenized here, in the event loop."""
+    Nothing is tokenized here. Raises ContextTooLong when even the last message does not fit."""
     sent_before = Q(role=Message.Role.USER) | Q(role=Message.Role.ASSISTANT, status__in=USABLE)
-    history = [
-        (pk, count or 0)
-        async for pk, count in Message.objects.filter(sent_before, conversation_id=reply.conversation_id, pk__lt=reply.pk)
-        .order_by("created_at", "pk")
-        .values_list("pk", "token_count")
-    ]
-    system_prompt = reply.conversation.system_prompt
+    history = Message.objects.filter(sent_before, conversation_id=reply.conversation_id, pk__lt=reply.pk)
     plan = select_context(
         system_tokens=reply.conversation.system_prompt_tokens,
-        history=history,
+        history=[(pk, count or 0) for pk, count in history.order_by("created_at", "pk").values_list("pk", "token_count")],
         context_window=model.context_window,
         max_completion_tokens=model.max_completion_tokens,
         margin=DEFAULT_MARGIN,
     )
-    texts = {
-        pk: (role, content)
-        async for pk, role, content in Message.objects.filter(pk__in=plan.keys).values_list("pk", "role", "content")
-    }
+    texts = {pk: (role, content) for pk, role, content in Message.objects.filter(pk__in=plan.keys).values_list("pk", "role", "content")}
+    system_prompt = reply.conversation.system_prompt
     messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
     # (A message missing from `texts` was deleted meanwhile, with its conversation.)
     messages += [{"role": texts[pk][0], "content": texts[pk][1]} for pk in plan.keys if pk in texts]
     return messages, plan.omitted
+
+
+def _context_or_none(reply: Message) -> Context | None:
+    """The context, or None when it does not fit: the job then fails the reply with the reason."""
+    try:
+        return context_read(reply=reply, model=reply.model)
+    except ContextTooLong:
+        return None
 
 
 # The replies being written here, each with the event that stops it. A stop served by a worker
@@ -263,14 +264,34 @@ async def _checkpoint(reply: Message, text: str) -> None:
     await Message.objects.filter(pk=reply.pk).aupdate(content=text, updated_at=timezone.now())
 
 
-def reply_start_soon(*, reply_id: int) -> None:
-    """From a sync view under ASGI: reply_start in the worker's event loop, so the provider is
-    asked while the page's stream connects. Without an event loop to run a job in (WSGI, the
-    sync test client) the page's stream starts it instead."""
+def reply_start_soon(*, reply: Message) -> None:
+    """From a sync view under ASGI, once `reply` is saved pending: its context is read and the
+    reply claimed here, in the view's thread, and its job starts in the worker's event loop,
+    where it asks the provider at once, while the page's stream connects. Without an event loop
+    to run a job in (WSGI, the sync test client), or when the database fails here, the reply
+    stays pending and the page's stream starts it instead (reply_start)."""
     # asgiref records the event loop of the thread that runs a sync view (what async_to_sync uses).
     loop = getattr(SyncToAsync.threadlocal, "main_event_loop", None)
-    if loop is not None and not loop.is_closed():
-        loop.call_soon_threadsafe(lambda: _in_background(_reply_claim(reply_id)))
+    if loop is None or loop.is_closed():
+        return
+    try:
+        context = _context_or_none(reply)
+        claimed = Message.objects.filter(pk=reply.pk, status=Message.Status.PENDING).update(
+            status=Message.Status.STREAMING, updated_at=timezone.now()
+        )
+    except DatabaseError as error:
+        logger.warning("Reply not started: error=%s reply=%s", type(error).__name__, reply.pk)
+        return
+    if claimed:
+        # The job's own copy: the view goes on rendering `reply` while the job changes its state.
+        job_reply = copy.copy(reply)
+        job_reply.conversation = copy.copy(reply.conversation)
+        loop.call_soon_threadsafe(lambda: _in_background(_reply_open(job_reply, context)))
+
+
+async def _reply_open(reply: Message, context: "Context | None") -> None:
+    if (stopped := await relay.open(reply.pk)) is not None:
+        await reply_write(reply_id=reply.pk, stopped=stopped, reply=reply, context=context)
 
 
 async def reply_start(*, reply_id: int) -> None:
@@ -295,15 +316,19 @@ async def _reply_claim(reply_id: int) -> None:
         _in_background(reply_write(reply_id=reply_id, stopped=stopped))
 
 
-async def reply_write(*, reply_id: int, stopped: asyncio.Event) -> None:
-    """The job that writes a reply (claimed by reply_start): asks the provider and publishes what
-    comes back on the relay, then "end" once the reply is saved."""
+async def reply_write(
+    *, reply_id: int, stopped: asyncio.Event, reply: Message | None = None, context: "Context | None" = None
+) -> None:
+    """The job that writes a reply (claimed by reply_start, or by the send: then with the reply
+    and its context read already): asks the provider and publishes what comes back on the
+    relay, then "end" once the reply is saved."""
     try:
-        try:
-            reply = await Message.objects.select_related("conversation", "model").aget(pk=reply_id)
-        except Message.DoesNotExist:  # its conversation was deleted since the claim
-            return
-        async for event in reply_stream(reply=reply, stopped=stopped):
+        if reply is None:
+            try:
+                reply = await Message.objects.select_related("conversation", "model").aget(pk=reply_id)
+            except Message.DoesNotExist:  # its conversation was deleted since the claim
+                return
+        async for event in reply_stream(reply=reply, stopped=stopped, context=context):
             if isinstance(event, BlocksFinished):
                 await relay.publish(reply_id, "block", html=event.html, rest=event.rest)
             else:
@@ -312,7 +337,9 @@ async def reply_write(*, reply_id: int, stopped: asyncio.Event) -> None:
         await relay.publish(reply_id, "end")
 
 
-async def reply_stream(*, reply: Message, stopped: asyncio.Event) -> AsyncIterator[TextAdded | BlocksFinished]:
+async def reply_stream(
+    *, reply: Message, stopped: asyncio.Event, context: "Context | None" = None
+) -> AsyncIterator[TextAdded | BlocksFinished]:
     """Ask the provider for `reply` (an assistant message claimed for writing, with conversation
     and model loaded) and yield each piece of text as it arrives or, when a piece finishes blocks of
     Markdown, those blocks rendered: each block is rendered once, off the event loop, and the
@@ -334,7 +361,7 @@ async def reply_stream(*, reply: Message, stopped: asyncio.Event) -> AsyncIterat
     try:
         if reason := model.unusable_reason:  # e.g. deactivated since the message was sent
             raise ModelUnusable(reason, kind=_unusable_kind(model))
-        messages, reply.context_omitted = await context_build(reply=reply, model=model)
+        messages, reply.context_omitted = context or await context_build(reply=reply, model=model)
         spoken = [message["content"] for message in messages if message["role"] != "system"]
         first_question = spoken[0] if len(spoken) == 1 else None
         finish_reason = None

@@ -24,6 +24,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django_htmx.http import HttpResponseClientRedirect, HttpResponseClientRefresh, trigger_client_event
 
 from accounts import limits
+from chatter.db import connection_release
 from conversations import services
 from conversations.forms import (
     ConversationRenameForm,
@@ -132,7 +133,7 @@ def message_create(request: HttpRequest, public_id: UUID | None = None) -> HttpR
         response["Retry-After"] = str(wait)
         return response
     question, reply = form.save()
-    transaction.on_commit(lambda: services.reply_start_soon(reply_id=reply.pk))
+    transaction.on_commit(lambda: services.reply_start_soon(reply=reply))
     context = {
         **_page_context(request, form.conversation, MessageForm(
             user=request.user, conversation=form.conversation, models=form.fields["model"].models
@@ -214,8 +215,8 @@ def reply_retry(request: HttpRequest, public_id: UUID, pk: int) -> HttpResponse:
     )
     if not reset:
         return HttpResponseClientRefresh()  # the page is out of date: show what is there now
-    transaction.on_commit(lambda: services.reply_start_soon(reply_id=reply.pk))
     reply.refresh_from_db()
+    transaction.on_commit(lambda: services.reply_start_soon(reply=reply))
     return render(request, f"{PAGE}#message", {"conversation": reply.conversation, "message": reply, "is_last": True})
 
 
@@ -299,7 +300,7 @@ async def _written(reply: Message, *, after: int) -> AsyncIterator[str]:
         if may_follow and await relay.knows(reply.pk):
             may_follow = False
             # Following needs no database (a page that read checkpoints until now holds one).
-            await sync_to_async(services.connection_release)()
+            await sync_to_async(connection_release)()
             try:
                 async for frames in _followed(relay.follow(reply.pk, after=after), fresh=after == 0):
                     relayed = True
@@ -329,6 +330,28 @@ async def _written(reply: Message, *, after: int) -> AsyncIterator[str]:
             return
 
 
+def _reply_to_stream(user, public_id: UUID, pk: int) -> Message:
+    """The user's reply (404 if it is not theirs). The request's database connection goes back
+    to the pool at once: the stream then waits (for the job's start, the relay, the
+    checkpoints), and takes one again when a query needs it. (Held while waiting for the job's
+    start, which needs one too, a crowd of streams could take every connection and wait for ever.)"""
+    reply = get_object_or_404(
+        Message.objects.select_related("conversation", "model"),
+        pk=pk, role=Message.Role.ASSISTANT, conversation__public_id=public_id, conversation__user=user,
+    )
+    connection_release()
+    return reply
+
+
+def _finished_bubble(reply: Message) -> str:
+    """The bubble of a reply that ended, for the stream's 'done' event. Its HTML is saved with it
+    (an older reply's Markdown is rendered here); the retry button goes on the last reply only."""
+    is_last = reply.display_status in Message.RETRYABLE and not Message.objects.filter(
+        conversation_id=reply.conversation_id, pk__gt=reply.pk
+    ).exists()
+    return render_to_string(f"{PAGE}#message", {"conversation": reply.conversation, "message": reply, "is_last": is_last})
+
+
 @require_GET
 async def reply_stream(request: HttpRequest, public_id: UUID, pk: int) -> StreamingHttpResponse:
     """Server-sent events for one reply, from wherever it is when the page connects: the text so
@@ -338,23 +361,12 @@ async def reply_stream(request: HttpRequest, public_id: UUID, pk: int) -> Stream
     after them (which replaces the text shown so far); a final 'done' event carries the finished
     bubble, rendered server-side. A reply the relay does not carry (another worker writes it
     without Redis, or Redis is unreachable) is shown from the database's checkpoints."""
-    user = await request.auser()
-    try:
-        reply = await Message.objects.select_related("conversation", "model").aget(
-            pk=pk, role=Message.Role.ASSISTANT, conversation__public_id=public_id, conversation__user=user
-        )
-    except Message.DoesNotExist:
-        raise Http404 from None
+    reply = await sync_to_async(_reply_to_stream)(await request.auser(), public_id, pk)
     after = _last_event_id(request)
 
     async def events() -> AsyncIterator[str]:
         yield ": stream open\n\n"  # sent at once, so the browser knows the stream is up
         live = reply.status in Message.IN_PROGRESS and not reply.is_stale  # else: shown as saved
-        # From here the stream waits (for the job's start, the relay, the checkpoints): its database
-        # connection goes back to the pool meanwhile, and one is taken again when a query needs it.
-        # (Held while waiting for the job's start, which needs one too, a crowd of streams could
-        # take every connection and wait for ever.)
-        await sync_to_async(services.connection_release)()
         if live and reply.status == Message.Status.PENDING:
             await services.reply_start(reply_id=reply.pk)
         if live:
@@ -364,15 +376,7 @@ async def reply_stream(request: HttpRequest, public_id: UUID, pk: int) -> Stream
             except Message.DoesNotExist:  # its conversation was deleted meanwhile
                 yield _sse("done", "")
                 return
-        # The retry button goes on the last reply only.
-        is_last = reply.display_status in Message.RETRYABLE and not await Message.objects.filter(
-            conversation_id=reply.conversation_id, pk__gt=reply.pk
-        ).aexists()
-        # The reply's HTML is saved with it; an older reply's Markdown is rendered here, off the event loop.
-        bubble = await sync_to_async(render_to_string, thread_sensitive=False)(
-            f"{PAGE}#message", {"conversation": reply.conversation, "message": reply, "is_last": is_last}
-        )
-        yield _sse("done", bubble)
+        yield _sse("done", await sync_to_async(_finished_bubble)(reply))
 
     response = StreamingHttpResponse(events(), content_type="text/event-stream")
     response["Cache-Control"] = "no-store, private"

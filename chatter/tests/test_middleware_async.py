@@ -72,6 +72,27 @@ async def test_no_middleware_hook_hops_to_a_thread_for_a_page_or_a_stream(async_
 @pytest.mark.asyncio
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.usefixtures("close_thread_connections")
+async def test_a_finished_replys_stream_goes_to_a_thread_three_times(async_client, user, hops):
+    """The user (session and user in one trip), the reply (its connection then given back), and
+    its bubble (whether it is the last, and the template)."""
+    reply = await sync_to_async(MessageFactory)(
+        conversation__user=user, role="assistant", status="complete", content="Done."
+    )
+    await async_client.aforce_login(user)
+    stream = (await sync_to_async(the_pages)(reply))[1]
+    hops.clear()
+
+    response = await async_client.get(stream)
+    body = b"".join([chunk async for chunk in response.streaming_content])
+
+    assert b"event: done" in body
+    # (sync_send: Django's request signals, whose receivers are sync)
+    assert [hop for hop in hops if hop != "sync_send"] == ["get_user", "_reply_to_stream", "_finished_bubble"]
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("close_thread_connections")
 async def test_a_login_over_asgi_saves_its_session(async_client, user):
     response = await async_client.post(reverse("login"), {"username": user.username, "password": PASSWORD})
     assert response.status_code == 302

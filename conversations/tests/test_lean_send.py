@@ -69,3 +69,40 @@ def test_a_new_conversations_send_reads_the_models_once(signed_in, chat_model, m
 
     assert response.status_code == 200
     assert reads_of(queries, "aimodels_aimodel") == 1
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("close_thread_connections")
+async def test_the_send_claims_its_reply_and_hands_its_job_the_context(client_in, conversation, fake_upstream, monkeypatch):
+    """Under ASGI the send reads the context and claims the reply in its own thread; the job
+    goes straight to the provider, reading nothing first."""
+    from asgiref.sync import sync_to_async
+
+    from bench.fake_upstream import FakeReply
+    from conversations import services
+    from conversations.models import Message
+    from conversations.tests.factories import MessageFactory
+    from conversations.tests.test_titles import background_done
+
+    await sync_to_async(MessageFactory)(conversation=conversation, role="user", content="Earlier question.")
+    await sync_to_async(MessageFactory)(conversation=conversation, role="assistant", content="Earlier answer.")
+    fake_upstream.script(FakeReply(text="Now this."))
+
+    async def read_again(**kwargs):
+        raise AssertionError("the job read the context the send had read")
+
+    monkeypatch.setattr(services, "context_build", read_again)
+    url = reverse("conversations:message_create", args=[conversation.public_id])
+
+    response = await client_in.post(url, {"content": "And now?"}, headers=HTMX)
+    at_answer = await Message.objects.filter(conversation=conversation, role="assistant").alatest("pk")
+    await background_done()
+    reply = await Message.objects.aget(pk=at_answer.pk)
+
+    assert response.status_code == 200
+    assert at_answer.status == Message.Status.STREAMING  # claimed by the send, before it answered
+    assert (reply.status, reply.content) == (Message.Status.COMPLETE, "Now this.")
+    assert [m["content"] for m in fake_upstream.chat_requests[-1].body["messages"]] == [
+        "Earlier question.", "Earlier answer.", "And now?"
+    ]

@@ -174,7 +174,7 @@ async def send(client, to=None, **data):
 
 
 async def test_the_first_turn_leaves_a_watcher_that_asks_once_shown(client_in, chat_model, monkeypatch):
-    monkeypatch.setattr(services, "reply_start_soon", lambda reply_id: None)  # the reply stays pending
+    monkeypatch.setattr(services, "reply_start_soon", lambda reply: None)  # the reply stays pending
     question = "Lisbon & Porto / in 5 days? #trip " + "A long question, " * 6
     response = await send(client_in, content=question, model=chat_model.pk)
 
