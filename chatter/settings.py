@@ -273,9 +273,11 @@ OLLAMA_BASE_URL = env.str("OLLAMA_BASE_URL", default="")
 
 # Under ASGI, requests for pages and forms (synchronous views, each using a database connection
 # while it runs) run at most this many at once per worker; the rest wait in order, and one that
-# waited SYNC_VIEWS_WAIT seconds is answered 503. Replies' streams do not count.
+# waited SYNC_VIEWS_WAIT seconds is answered 503. Replies' streams do not count. 45 s: a crowd's
+# burst waits its turn rather than being refused, and the answer still comes before the 60 s a
+# reverse proxy gives a request by default (nginx's proxy_read_timeout).
 def sync_views_from_env(env: environ.Env) -> tuple[int, float]:
-    at_once, wait = env.int("SYNC_VIEWS_AT_ONCE", default=16), env.float("SYNC_VIEWS_WAIT", default=30.0)
+    at_once, wait = env.int("SYNC_VIEWS_AT_ONCE", default=16), env.float("SYNC_VIEWS_WAIT", default=45.0)
     if at_once < 1 or not wait > 0:
         raise ImproperlyConfigured(
             f"SYNC_VIEWS_AT_ONCE must be 1 or more and SYNC_VIEWS_WAIT more than 0 seconds; got {at_once} and {wait:g}."

@@ -41,6 +41,7 @@ __all__ = [
     "ensure_offline_cache",
     "message_tokens",
     "messages_tokens",
+    "warm",
 ]
 
 logger = logging.getLogger(__name__)
@@ -226,6 +227,12 @@ def encoding_for(model_name: str, default: str = DEFAULT_ENCODING) -> tiktoken.E
         name = default
     ensure_offline_cache()
     return tiktoken.get_encoding(name)
+
+
+def warm() -> None:
+    """Load the default encoding now (about a second on a small machine), at a server's start,
+    so that the first message sent after it does not wait for that."""
+    encoding_for("", DEFAULT_ENCODING)
 
 
 def _count(text: str, encoding: tiktoken.Encoding) -> int:

@@ -129,10 +129,10 @@ def test_wsgi_requests_do_not_wait_for_a_turn(client, settings):
     assert client.get(reverse("login")).status_code == 200
 
 
-def test_the_defaults_are_16_at_once_and_30_seconds(monkeypatch):
+def test_the_defaults_are_16_at_once_and_45_seconds(monkeypatch):
     for name in ("SYNC_VIEWS_AT_ONCE", "SYNC_VIEWS_WAIT"):
         monkeypatch.delenv(name, raising=False)
-    assert chatter_settings.sync_views_from_env(environ.Env()) == (16, 30.0)
+    assert chatter_settings.sync_views_from_env(environ.Env()) == (16, 45.0)
 
 
 @pytest.mark.parametrize("at_once, wait", [("0", "30"), ("4", "0"), ("4", "-1")])
