@@ -69,9 +69,10 @@ class LocalRelay:
         self._replies: dict[int, _Reply] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    async def open(self, reply_id: int) -> asyncio.Event | None:
+    async def open(self, reply_id: int, *, wait: bool = True) -> asyncio.Event | None:
         """A writer starts on `reply_id`: its events begin. Returns the event set when a stop is
-        asked for (see `stop`), or None when a writer here has the reply already."""
+        asked for (see `stop`), or None when a writer here has the reply already. (`wait`: see
+        RedisRelay.open; nothing here to wait for.)"""
         channel = self._replies.get(reply_id)
         if channel is not None and not channel.ended:
             return None
@@ -153,6 +154,7 @@ class _Writer:
     stopped: asyncio.Event  # set when a stop is asked for
     seq: int = 0
     relayed: bool = True  # False once Redis failed for this reply: nothing more is sent (no gaps)
+    opening: asyncio.Task | None = None  # telling Redis a writer started (RedisRelay.open)
 
 
 @dataclass
@@ -258,10 +260,13 @@ class RedisRelay:
             logger.info("Relay reachable again")
 
     # The writer's side
-    async def open(self, reply_id: int) -> asyncio.Event | None:
+    async def open(self, reply_id: int, *, wait: bool = True) -> asyncio.Event | None:
         """A writer starts on `reply_id` here: whatever an earlier writing of it left in Redis
         goes (a retry starts again from 1). Returns the event set when a stop is asked for, or
-        None when a writer here has the reply already."""
+        None when a writer here has the reply already. This worker's pages can follow it at
+        once; with `wait`, other workers' pages too, once this returns. Without, Redis is told
+        meanwhile (a writer that has more to do first, such as asking the provider, does not
+        wait for the round trip), and the reply's first event goes to Redis once it knows."""
         if reply_id in self._writers:
             return None
         if (stopped := await self._local.open(reply_id)) is None:
@@ -270,6 +275,12 @@ class RedisRelay:
         here = self._connection()
         if here.listener is None or here.listener.done():
             here.listener = here.loop.create_task(self._listen(here))
+        writer.opening = here.loop.create_task(self._open_in_redis(reply_id, writer, here))
+        if wait:
+            await writer.opening
+        return writer.stopped
+
+    async def _open_in_redis(self, reply_id: int, writer: "_Writer", here: "_Connection") -> None:
         try:
             async with here.client.pipeline(transaction=True) as pipe:
                 pipe.delete(self._stream(reply_id))
@@ -284,13 +295,14 @@ class RedisRelay:
             # flag still stops the reply if not).
             with suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(here.subscribed.wait(), CONNECT_SECONDS)
-        return writer.stopped
 
     async def publish(self, reply_id: int, kind: str, **data: Any) -> int:
         writer = self._writers[reply_id]
-        writer.seq = seq = await self._local.publish(reply_id, kind, **data)  # this worker's pages first
+        writer.seq = seq = await self._local.publish(reply_id, kind, **data)  # this worker's pages first:
+        await asyncio.sleep(0)  # they send it on before the round trip to Redis is even built
         if kind == "end":
             del self._writers[reply_id]
+        await writer.opening
         if not writer.relayed:
             return seq
         stream = self._stream(reply_id)

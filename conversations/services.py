@@ -290,7 +290,8 @@ def reply_start_soon(*, reply: Message) -> None:
 
 
 async def _reply_open(reply: Message, context: "Context | None") -> None:
-    if (stopped := await relay.open(reply.pk)) is not None:
+    # Not waiting for Redis (when the relay is there) to know: the provider is asked meanwhile.
+    if (stopped := await relay.open(reply.pk, wait=False)) is not None:
         await reply_write(reply_id=reply.pk, stopped=stopped, reply=reply, context=context)
 
 

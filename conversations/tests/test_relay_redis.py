@@ -75,6 +75,19 @@ async def test_events_expire_a_while_after_the_end(redis_relay, redis_client):
 
 
 @pytest.mark.asyncio
+async def test_a_writer_that_does_not_wait_for_redis_has_every_event_in_it_in_order(redis_relay, redis_client):
+    """The send's job asks the provider while Redis is told (open without wait): an event
+    published before Redis knew still lands after the old stream is gone, none lost."""
+    redis_client.xadd("chatter:reply:6", {"kind": "delta", "data": '{"text": "an old writing"}'}, id="0-1")
+
+    await redis_relay.open(6, wait=False)
+    await redis_relay.publish(6, "delta", text="new")  # at once, as a provider's first token could
+    await redis_relay.publish(6, "end")
+
+    assert [fields["data"] for _, fields in redis_client.xrange("chatter:reply:6")] == ['{"text":"new"}', "{}"]
+
+
+@pytest.mark.asyncio
 async def test_a_reply_longer_than_the_cap_keeps_its_newest_events(redis_relay, redis_client, monkeypatch):
     monkeypatch.setattr(relay_module, "MAXLEN", 100)
     await redis_relay.open(8)
