@@ -10,7 +10,7 @@ from django.middleware.security import SecurityMiddleware
 from django.utils.module_loading import import_string
 
 REQUIRED_MIDDLEWARE = [
-    ("W001", SecurityMiddleware, "HSTS, nosniff, the referrer and opener policies and the HTTPS redirect are not applied"),
+    ("W001", SecurityMiddleware, "HSTS, nosniff, the referrer policy and the HTTPS redirect are not applied"),
     ("W002", XFrameOptionsMiddleware, "pages are not served with an X-Frame-Options header"),
     ("W003", CsrfViewMiddleware, "forms are not protected against cross-site request forgery"),
 ]

@@ -105,6 +105,10 @@ class StopRequested(Exception):
     pass
 
 
+class ConversationDeleted(Exception):
+    """The reply's conversation was deleted while the reply was being started."""
+
+
 class ModelUnusable(Exception):
     def __init__(self, reason: str, *, kind: str) -> None:
         super().__init__(reason)
@@ -166,17 +170,26 @@ async def context_build(*, reply: Message, model: AIModel) -> Context:
 def context_read(*, reply: Message, model: AIModel) -> Context:
     """The messages to send for `reply` and how many older ones were left out. Chooses from the
     stored token counts (one query), then loads the text of the kept messages only (another).
-    Nothing is tokenized here. Raises ContextTooLong when even the last message does not fit."""
+    Nothing is tokenized here. Raises ContextTooLong when even the last message does not fit,
+    and ConversationDeleted when no message comes before the reply (its conversation is gone)."""
     sent_before = Q(role=Message.Role.USER) | Q(role=Message.Role.ASSISTANT, status__in=USABLE)
-    history = Message.objects.filter(sent_before, conversation_id=reply.conversation_id, pk__lt=reply.pk)
+    history = (
+        Message.objects.filter(sent_before, conversation_id=reply.conversation_id, pk__lt=reply.pk)
+        .order_by("created_at", "pk")
+        .values_list("pk", "token_count")
+    )
+    counted = [(pk, count or 0) for pk, count in history]
+    if not counted:  # a reply always follows its question: the conversation was deleted meanwhile
+        raise ConversationDeleted
     plan = select_context(
         system_tokens=reply.conversation.system_prompt_tokens,
-        history=[(pk, count or 0) for pk, count in history.order_by("created_at", "pk").values_list("pk", "token_count")],
+        history=counted,
         context_window=model.context_window,
         max_completion_tokens=model.max_completion_tokens,
         margin=DEFAULT_MARGIN,
     )
-    texts = {pk: (role, content) for pk, role, content in Message.objects.filter(pk__in=plan.keys).values_list("pk", "role", "content")}
+    kept = Message.objects.filter(pk__in=plan.keys).values_list("pk", "role", "content")
+    texts = {pk: (role, content) for pk, role, content in kept}
     system_prompt = reply.conversation.system_prompt
     messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
     # (A message missing from `texts` was deleted meanwhile, with its conversation.)
@@ -185,10 +198,11 @@ def context_read(*, reply: Message, model: AIModel) -> Context:
 
 
 def _context_or_none(reply: Message) -> Context | None:
-    """The context, or None when it does not fit: the job then fails the reply with the reason."""
+    """The context, or None when it does not fit (the job then fails the reply with the reason)
+    or the conversation is gone (the job then ends quietly)."""
     try:
         return context_read(reply=reply, model=reply.model)
-    except ContextTooLong:
+    except (ContextTooLong, ConversationDeleted):
         return None
 
 
@@ -289,7 +303,7 @@ def reply_start_soon(*, reply: Message) -> None:
         loop.call_soon_threadsafe(lambda: _in_background(_reply_open(job_reply, context)))
 
 
-async def _reply_open(reply: Message, context: "Context | None") -> None:
+async def _reply_open(reply: Message, context: Context | None) -> None:
     # Not waiting for Redis (when the relay is there) to know: the provider is asked meanwhile.
     if (stopped := await relay.open(reply.pk, wait=False)) is not None:
         await reply_write(reply_id=reply.pk, stopped=stopped, reply=reply, context=context)
@@ -318,7 +332,7 @@ async def _reply_claim(reply_id: int) -> None:
 
 
 async def reply_write(
-    *, reply_id: int, stopped: asyncio.Event, reply: Message | None = None, context: "Context | None" = None
+    *, reply_id: int, stopped: asyncio.Event, reply: Message | None = None, context: Context | None = None
 ) -> None:
     """The job that writes a reply (claimed by reply_start, or by the send: then with the reply
     and its context read already): asks the provider and publishes what comes back on the
@@ -339,7 +353,7 @@ async def reply_write(
 
 
 async def reply_stream(
-    *, reply: Message, stopped: asyncio.Event, context: "Context | None" = None
+    *, reply: Message, stopped: asyncio.Event, context: Context | None = None
 ) -> AsyncIterator[TextAdded | BlocksFinished]:
     """Ask the provider for `reply` (an assistant message claimed for writing, with conversation
     and model loaded) and yield each piece of text as it arrives or, when a piece finishes blocks of
@@ -390,6 +404,8 @@ async def reply_stream(
             reply.status = Message.Status.COMPLETE
             if finish_reason == "length":
                 reply.error = LENGTH_LIMIT.format(limit=model.max_completion_tokens)
+    except ConversationDeleted:
+        pass  # nothing to tell anyone: the save below finds the reply gone, and says so
     except StopRequested:
         reply.status, reply.error = Message.Status.INTERRUPTED, STOPPED
         outcome = _Outcome(logging.INFO, "stopped")

@@ -349,7 +349,8 @@ def _finished_bubble(reply: Message) -> str:
     is_last = reply.display_status in Message.RETRYABLE and not Message.objects.filter(
         conversation_id=reply.conversation_id, pk__gt=reply.pk
     ).exists()
-    return render_to_string(f"{PAGE}#message", {"conversation": reply.conversation, "message": reply, "is_last": is_last})
+    context = {"conversation": reply.conversation, "message": reply, "is_last": is_last}
+    return render_to_string(f"{PAGE}#message", context)
 
 
 @require_GET

@@ -425,6 +425,19 @@ async def test_a_reply_whose_conversation_is_deleted_meanwhile_ends_quietly(clie
     assert not [r for r in caplog.records if r.levelname == "ERROR" and r.name.startswith(("conversations", "django"))]
 
 
+async def test_a_reply_whose_conversation_goes_before_its_context_is_read_ends_quietly(turn, fake_upstream, caplog):
+    _, reply = turn
+    loaded = await Message.objects.select_related("conversation", "model").aget(pk=reply.pk)
+    await reply.conversation.adelete()
+
+    events = [event async for event in services.reply_stream(reply=loaded, stopped=asyncio.Event())]
+
+    assert events == []
+    assert fake_upstream.chat_requests == []  # the provider is not asked for a conversation that is gone
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING and r.name.startswith("conversations")]
+    assert "ended after its conversation was deleted" in caplog.text
+
+
 async def test_a_reply_another_worker_writes_is_shown_from_its_checkpoints(client_in, turn, monkeypatch):
     monkeypatch.setattr(services, "STOP_POLL_SECONDS", 0.02)
     _, reply = turn
