@@ -19,6 +19,16 @@ holds the id its response got (`request_id`):
         client = AsyncOpenAI(base_url=upstream.openai_base_url, api_key="sk-test")
         ...
         assert upstream.last.body["model"] == "gpt-4o-mini"
+
+Tool calling works as in OpenAI's Chat Completions API: a reply with `tool_calls` answers with
+`message.tool_calls` and finish_reason "tool_calls", or streams each call as a header delta
+(index, id, type, name, arguments "") and then its arguments in `argument_chunks` fragments.
+The client's next request, with the `role: "tool"` messages, is recorded like any other:
+
+    upstream.script(
+        FakeReply(tool_calls=[FakeToolCall("get_weather", {"city": "Paris"})]),
+        FakeReply(text="It is sunny in Paris."),
+    )
 """
 
 from __future__ import annotations
@@ -30,6 +40,7 @@ import json
 import re
 import threading
 import time
+import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -57,8 +68,33 @@ REASONS = {
 CHAT_PATH = re.compile(r"^(?:/v1|/openai/deployments/(?P<deployment>[^/]+))/chat/completions$")
 MODELS_PATHS = ("/v1/models", "/openai/models")
 MAX_BODY = 32 * 1024 * 1024
+DEFAULT_TEXT = "Hello! This is the fake upstream answering."
 # The x-request-id of the response being written, set per request (each connection is a task).
 _REQUEST_ID: contextvars.ContextVar[str] = contextvars.ContextVar("fake_upstream_request_id")
+
+
+@dataclass
+class FakeToolCall:
+    """One function call of a reply. A dict `arguments` is sent as json.dumps of it, a str as
+    it is (it need not be valid JSON). Without an `id`, it gets a fresh "call_…" id when
+    created, which it keeps every time it is sent."""
+
+    name: str
+    arguments: str | dict
+    id: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.id is None:
+            self.id = f"call_{uuid.uuid4().hex[:24]}"
+
+    @property
+    def arguments_json(self) -> str:
+        """The arguments as sent on the wire."""
+        return self.arguments if isinstance(self.arguments, str) else json.dumps(self.arguments)
+
+    def to_message(self) -> dict[str, Any]:
+        """As in a non-streamed message's tool_calls."""
+        return {"id": self.id, "type": "function", "function": {"name": self.name, "arguments": self.arguments_json}}
 
 
 @dataclass
@@ -73,13 +109,22 @@ class FakeReply:
     response starts) and keeps the connection open until the client gives up. Streams use
     chunked transfer encoding like the real services (a cut is then a broken response); with
     chunked=False the body ends when the connection closes (a cut then looks like a normal end).
+
+    Tool calls: with `tool_calls`, the reply has no text unless `text` is given (it defaults to
+    DEFAULT_TEXT only without tool calls) and finish_reason defaults to "tool_calls" (else
+    "stop"). Streamed, the text deltas (if any) come first; then, for call i, one delta
+    {"tool_calls": [{"index": i, "id", "type": "function", "function": {"name", "arguments": ""}}]}
+    and `argument_chunks` deltas {"tool_calls": [{"index": i, "function": {"arguments": part}}]}
+    (at most one per character). The mid-stream faults count all of these deltas, so they can
+    break a call midway. Not streamed, message.tool_calls holds the calls and content is null
+    unless there is text.
     """
 
-    text: str = "Hello! This is the fake upstream answering."
+    text: str | None = None  # None: DEFAULT_TEXT, or "" when there are tool calls
     chunks: int | None = None
     delay: float = 0.0
     first_delay: float = 0.0
-    finish_reason: str = "stop"
+    finish_reason: str | None = None  # None: "tool_calls" when there are tool calls, else "stop"
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     error_after: int | None = None
@@ -88,13 +133,35 @@ class FakeReply:
     hang_after: int | None = None
     chunked: bool = True
     route: Route = "chat"
+    tool_calls: list[FakeToolCall] = field(default_factory=list)
+    argument_chunks: int = 3
+
+    def __post_init__(self) -> None:
+        if self.text is None:
+            self.text = "" if self.tool_calls else DEFAULT_TEXT
+        if self.finish_reason is None:
+            self.finish_reason = "tool_calls" if self.tool_calls else "stop"
 
     def pieces(self) -> list[str]:
+        """The text's content deltas (none when a reply with tool calls has no text)."""
+        assert self.text is not None
+        if self.tool_calls and not self.text:
+            return []
         if self.chunks is None:
             return re.findall(r"\s*\S+", self.text) or [self.text]
-        n = max(1, min(self.chunks, len(self.text) or 1))
-        size = len(self.text)
-        return [self.text[i * size // n : (i + 1) * size // n] for i in range(n)]
+        return _split(self.text, self.chunks)
+
+    def deltas(self) -> list[dict[str, Any]]:
+        """Every delta streamed after the role chunk and before the finish chunk, in order."""
+        deltas: list[dict[str, Any]] = [{"content": piece} for piece in self.pieces()]
+        for index, call in enumerate(self.tool_calls):
+            function = {"name": call.name, "arguments": ""}
+            deltas.append({"tool_calls": [{"index": index, "id": call.id, "type": "function", "function": function}]})
+            deltas += [
+                {"tool_calls": [{"index": index, "function": {"arguments": part}}]}
+                for part in _split(call.arguments_json, self.argument_chunks)
+            ]
+        return deltas
 
 
 @dataclass
@@ -449,6 +516,13 @@ class FakeUpstream:
         if reply.hang_after is not None:
             await _hang()
         await asyncio.sleep(reply.first_delay)
+        message: dict[str, Any] = {
+            "role": "assistant",
+            "content": reply.text if reply.text or not reply.tool_calls else None,
+            "refusal": None,
+        }
+        if reply.tool_calls:
+            message["tool_calls"] = [call.to_message() for call in reply.tool_calls]
         completion = {
             "id": f"chatcmpl-fake-{next(self._ids)}",
             "object": "chat.completion",
@@ -458,12 +532,12 @@ class FakeUpstream:
             "choices": [
                 {
                     "index": 0,
-                    "message": {"role": "assistant", "content": reply.text, "refusal": None},
+                    "message": message,
                     "logprobs": None,
                     "finish_reason": reply.finish_reason,
                 }
             ],
-            "usage": _usage(reply, body, len(reply.pieces())),
+            "usage": _usage(reply, body, len(reply.deltas())),
         }
         await self._send_json(writer, 200, completion)
 
@@ -516,9 +590,10 @@ class FakeUpstream:
                 "id": "", "object": "", "created": 0, "model": "", "choices": [],
                 "prompt_filter_results": [{"prompt_index": 0, "content_filter_results": {}}],
             })
-        await event(chunk({"role": "assistant", "content": "", "refusal": None}))
-        pieces = reply.pieces()
-        for sent, piece in enumerate([*pieces, None]):
+        content = "" if reply.text or not reply.tool_calls else None
+        await event(chunk({"role": "assistant", "content": content, "refusal": None}))
+        deltas = reply.deltas()
+        for sent, delta in enumerate([*deltas, None]):
             if sent == reply.error_after:
                 await error_event()
                 return
@@ -526,14 +601,14 @@ class FakeUpstream:
                 raise _Disconnect
             if sent == reply.hang_after:
                 await _hang()
-            if piece is None:
+            if delta is None:
                 break
             if sent:
                 await asyncio.sleep(reply.delay)
-            await event(chunk({"content": piece}))
+            await event(chunk(delta))
         await event(chunk({}, reply.finish_reason))
         if (body.get("stream_options") or {}).get("include_usage"):
-            await event(chunk(None, usage=_usage(reply, body, len(pieces))))
+            await event(chunk(None, usage=_usage(reply, body, len(deltas))))
         await send(b"data: [DONE]\n\n")
         await end()
 
@@ -565,6 +640,13 @@ class FakeUpstream:
             lines.append(f"content-length: {length}")
         writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
         await writer.drain()
+
+
+def _split(text: str, parts: int) -> list[str]:
+    """text in `parts` pieces of near equal length (at least one, at most one per character)."""
+    n = max(1, min(parts, len(text) or 1))
+    size = len(text)
+    return [text[i * size // n : (i + 1) * size // n] for i in range(n)]
 
 
 def _usage(reply: FakeReply, body: dict, pieces: int) -> dict[str, int]:

@@ -1,14 +1,47 @@
 """The fake upstream, driven by the real openai SDK over real HTTP."""
 
+import json
 import threading
 import time
 
 import openai
 import pytest
 
-from bench.fake_upstream import FakeError, FakeReply, FakeUpstream
+from bench.fake_upstream import FakeError, FakeReply, FakeToolCall, FakeUpstream
 
 MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Say hello"}]
+# Strict, so that the SDK's stream() helper accepts them and parses their arguments.
+WEATHER_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "The weather in a city now.",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}, "unit": {"type": "string", "enum": ["c", "f"]}},
+            "required": ["city", "unit"],
+            "additionalProperties": False,
+        },
+        "strict": True,
+    },
+}
+TIME_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_time",
+        "description": "The local time in a timezone.",
+        "parameters": {
+            "type": "object",
+            "properties": {"tz": {"type": "string"}},
+            "required": ["tz"],
+            "additionalProperties": False,
+        },
+        "strict": True,
+    },
+}
+TOOLS = [WEATHER_TOOL, TIME_TOOL]
+# A client never waits long on the fake: a broken test fails instead of hanging.
+TIMEOUT = openai.Timeout(5, connect=2)
 
 
 def async_openai(upstream: FakeUpstream, **kwargs) -> openai.AsyncOpenAI:
@@ -18,6 +51,12 @@ def async_openai(upstream: FakeUpstream, **kwargs) -> openai.AsyncOpenAI:
 def async_azure(upstream: FakeUpstream, **kwargs) -> openai.AsyncAzureOpenAI:
     return openai.AsyncAzureOpenAI(
         azure_endpoint=upstream.azure_endpoint, api_version="2024-10-21", api_key="az-test", max_retries=0, **kwargs
+    )
+
+
+def sync_openai(upstream: FakeUpstream, **kwargs) -> openai.OpenAI:
+    return openai.OpenAI(
+        base_url=upstream.openai_base_url, api_key="sk-test", max_retries=0, timeout=TIMEOUT, **kwargs
     )
 
 
@@ -390,3 +429,200 @@ def test_reset_forgets_requests_and_pending_scripts(fake_upstream):
     assert (fake_upstream.requests, fake_upstream.pending_scripts) == ([], 0)
     completion = client.chat.completions.create(model="m", messages=MESSAGES)
     assert completion.choices[0].message.content == FakeReply().text
+
+
+# Tool calling -----------------------------------------------------------------------------
+
+
+def tool_call_deltas(chunks) -> list:
+    return [call for c in chunks if c.choices for call in c.choices[0].delta.tool_calls or []]
+
+
+@pytest.mark.asyncio
+async def test_streams_two_tool_calls_as_openai_does(fake_upstream):
+    weather = FakeToolCall("get_weather", {"city": "Paris", "unit": "c"})
+    clock = FakeToolCall("get_time", '{"tz": "Europe/Paris"}', id="call_given")
+    fake_upstream.script(FakeReply(tool_calls=[weather, clock], argument_chunks=3))
+
+    stream = await async_openai(fake_upstream, timeout=TIMEOUT).chat.completions.create(
+        model="gpt-4o-mini", messages=MESSAGES, tools=TOOLS, tool_choice="auto", stream=True
+    )
+    text, chunks = await collect(stream)
+
+    assert text == ""
+    assert chunks[0].choices[0].delta.role == "assistant"
+    assert chunks[0].choices[0].delta.content is None
+    deltas = tool_call_deltas(chunks)
+    assert [d.index for d in deltas] == [0, 0, 0, 0, 1, 1, 1, 1]  # a header, then 3 fragments
+    headers = [d for d in deltas if d.id is not None]
+    assert [(h.index, h.id, h.type, h.function.name, h.function.arguments) for h in headers] == [
+        (0, weather.id, "function", "get_weather", ""),
+        (1, "call_given", "function", "get_time", ""),
+    ]
+    assert weather.id.startswith("call_") and weather.id != FakeToolCall("get_weather", {}).id
+    fragments = [d for d in deltas if d.id is None]
+    assert all(d.function.name is None and d.type is None for d in fragments)
+    arguments = ["".join(d.function.arguments for d in fragments if d.index == i) for i in (0, 1)]
+    assert arguments == [json.dumps({"city": "Paris", "unit": "c"}), '{"tz": "Europe/Paris"}']
+    finishes = [c.choices[0].finish_reason for c in chunks if c.choices]
+    assert finishes[-1] == "tool_calls" and set(finishes[:-1]) == {None}
+    body = fake_upstream.last.body
+    assert (body["tools"], body["tool_choice"]) == (TOOLS, "auto")
+
+
+@pytest.mark.asyncio
+async def test_a_tool_call_reply_streams_its_text_first_when_it_has_some(fake_upstream):
+    call = FakeToolCall("get_weather", {"city": "Oslo", "unit": "c"})
+    fake_upstream.script(FakeReply(text="Let me check.", tool_calls=[call], argument_chunks=2))
+
+    stream = await async_openai(fake_upstream, timeout=TIMEOUT).chat.completions.create(
+        model="m", messages=MESSAGES, tools=TOOLS, stream=True, stream_options={"include_usage": True}
+    )
+    text, chunks = await collect(stream)
+
+    deltas = [c.choices[0].delta for c in chunks[1:] if c.choices and c.choices[0].finish_reason is None]
+    assert [d.content for d in deltas] == ["Let", " me", " check.", None, None, None]
+    assert [len(d.tool_calls or []) for d in deltas] == [0, 0, 0, 1, 1, 1]
+    assert text == "Let me check."
+    assert chunks[0].choices[0].delta.content == ""
+    assert chunks[-1].usage.completion_tokens == 6  # one per delta, as for text
+
+
+def test_the_sdks_stream_helper_accumulates_the_tool_calls(fake_upstream):
+    weather = FakeToolCall("get_weather", {"city": "Paris", "unit": "c"})
+    clock = FakeToolCall("get_time", {"tz": "UTC"})
+    fake_upstream.script(FakeReply(tool_calls=[weather, clock], argument_chunks=4))
+
+    with sync_openai(fake_upstream).chat.completions.stream(model="m", messages=MESSAGES, tools=TOOLS) as stream:
+        done = [e for e in stream if e.type == "tool_calls.function.arguments.done"]
+        final = stream.get_final_completion()
+
+    choice = final.choices[0]
+    assert choice.finish_reason == "tool_calls"
+    assert choice.message.content is None
+    calls = choice.message.tool_calls
+    assert [(c.id, c.function.name) for c in calls] == [(weather.id, "get_weather"), (clock.id, "get_time")]
+    assert calls[0].function.arguments == json.dumps({"city": "Paris", "unit": "c"})
+    assert [c.function.parsed_arguments for c in calls] == [{"city": "Paris", "unit": "c"}, {"tz": "UTC"}]
+    assert [(e.index, e.name, e.parsed_arguments) for e in done] == [
+        (0, "get_weather", {"city": "Paris", "unit": "c"}),
+        (1, "get_time", {"tz": "UTC"}),
+    ]
+
+
+@pytest.mark.asyncio
+async def test_answers_tool_calls_whole_when_not_streaming(fake_upstream):
+    call = FakeToolCall("get_weather", {"city": "Rome", "unit": "f"}, id="call_abc")
+    fake_upstream.script(FakeReply(tool_calls=[call]), FakeReply(text="Checking.", tool_calls=[call]))
+    client = async_openai(fake_upstream, timeout=TIMEOUT)
+
+    bare = await client.chat.completions.create(model="m", messages=MESSAGES, tools=TOOLS)
+    with_text = await client.chat.completions.create(model="m", messages=MESSAGES, tools=TOOLS)
+
+    message = bare.choices[0].message
+    assert bare.choices[0].finish_reason == "tool_calls"
+    assert message.content is None
+    assert [(c.id, c.type, c.function.name, c.function.arguments) for c in message.tool_calls] == [
+        ("call_abc", "function", "get_weather", json.dumps({"city": "Rome", "unit": "f"}))
+    ]
+    assert with_text.choices[0].message.content == "Checking."
+    assert with_text.choices[0].message.tool_calls[0].id == "call_abc"
+    assert FakeReply().tool_calls == [] and FakeReply().finish_reason == "stop"
+
+
+def test_a_tool_round_trip_sends_the_results_back_in_the_next_request(fake_upstream):
+    weather = FakeToolCall("get_weather", {"city": "Paris", "unit": "c"})
+    clock = FakeToolCall("get_time", {"tz": "Europe/Paris"})
+    fake_upstream.script(
+        FakeReply(tool_calls=[weather, clock]), FakeReply(text="Sunny, 21 C, and it is noon.", chunks=2)
+    )
+    client = sync_openai(fake_upstream)
+
+    with client.chat.completions.stream(model="m", messages=MESSAGES, tools=TOOLS, tool_choice="required") as stream:
+        first = stream.get_final_completion().choices[0].message
+    results = {"get_weather": {"temp": 21, "sky": "sunny"}, "get_time": {"time": "12:00"}}
+    messages = [
+        *MESSAGES,
+        {
+            "role": "assistant",
+            "content": first.content,
+            "tool_calls": [
+                {"id": c.id, "type": "function", "function": c.function.model_dump(include={"name", "arguments"})}
+                for c in first.tool_calls
+            ],
+        },
+        *(
+            {"role": "tool", "tool_call_id": call.id, "content": json.dumps(results[call.function.name])}
+            for call in first.tool_calls
+        ),
+    ]
+    with client.chat.completions.create(model="m", messages=messages, tools=TOOLS, stream=True) as second:
+        answer = "".join(c.choices[0].delta.content or "" for c in second if c.choices)
+
+    assert answer == "Sunny, 21 C, and it is noon."
+    asked, told = fake_upstream.chat_requests
+    assert asked.body["tool_choice"] == "required"
+    assert [t["function"]["name"] for t in asked.body["tools"]] == ["get_weather", "get_time"]
+    sent_back = told.body["messages"]
+    assert sent_back[:2] == MESSAGES
+    assert sent_back[2]["role"] == "assistant"
+    assert [c["id"] for c in sent_back[2]["tool_calls"]] == [weather.id, clock.id]
+    assert sent_back[2]["tool_calls"][0]["function"] == {
+        "name": "get_weather", "arguments": json.dumps({"city": "Paris", "unit": "c"})
+    }
+    assert sent_back[3:] == [
+        {"role": "tool", "tool_call_id": weather.id, "content": json.dumps(results["get_weather"])},
+        {"role": "tool", "tool_call_id": clock.id, "content": json.dumps(results["get_time"])},
+    ]
+
+
+@pytest.mark.asyncio
+async def test_a_cut_in_the_middle_of_a_tool_calls_arguments_breaks_the_stream(fake_upstream):
+    call = FakeToolCall("get_weather", {"city": "Paris", "unit": "c"})
+    fake_upstream.script(FakeReply(tool_calls=[call], argument_chunks=3, cut_after=2))  # header + 1 fragment
+    stream = await async_openai(fake_upstream, timeout=TIMEOUT).chat.completions.create(
+        model="m", messages=MESSAGES, tools=TOOLS, stream=True
+    )
+
+    received = []
+    with pytest.raises(openai.APIConnectionError):
+        async for chunk in stream:
+            received.append(chunk)
+
+    deltas = tool_call_deltas(received)
+    assert [d.id for d in deltas] == [call.id, None]
+    partial = "".join(d.function.arguments for d in deltas)
+    assert partial and json.dumps(call.arguments).startswith(partial) and partial != json.dumps(call.arguments)
+    assert all(c.choices[0].finish_reason is None for c in received if c.choices)
+
+
+def test_a_cut_close_delimited_tool_call_stream_ends_without_a_finish_reason(fake_upstream):
+    call = FakeToolCall("get_weather", {"city": "Paris", "unit": "c"})
+    fake_upstream.script(FakeReply(tool_calls=[call], argument_chunks=3, cut_after=3, chunked=False))
+
+    with sync_openai(fake_upstream).chat.completions.stream(model="m", messages=MESSAGES, tools=TOOLS) as stream:
+        snapshot = stream.until_done().current_completion_snapshot
+
+    choice = snapshot.choices[0]
+    assert choice.finish_reason is None
+    assert choice.message.tool_calls[0].id == call.id
+    arguments = choice.message.tool_calls[0].function.arguments
+    whole = json.dumps(call.arguments)
+    assert arguments == whole[: len(arguments)] and len(arguments) < len(whole)
+
+
+@pytest.mark.asyncio
+async def test_an_error_event_in_the_middle_of_a_tool_call_raises(fake_upstream):
+    calls = [FakeToolCall("get_weather", {"city": "Paris", "unit": "c"}), FakeToolCall("get_time", {"tz": "UTC"})]
+    fake_upstream.script(FakeReply(tool_calls=calls, argument_chunks=2, error_after=4, error_message="Overloaded"))
+    stream = await async_openai(fake_upstream, timeout=TIMEOUT).chat.completions.create(
+        model="m", messages=MESSAGES, tools=TOOLS, stream=True
+    )
+
+    received = []
+    with pytest.raises(openai.APIError, match="Overloaded"):
+        async for chunk in stream:
+            received.append(chunk)
+
+    got = [(d.index, d.id) for d in tool_call_deltas(received)]
+    assert got == [(0, calls[0].id), (0, None), (0, None), (1, calls[1].id)]  # broken after the second header
