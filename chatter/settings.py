@@ -296,6 +296,18 @@ REPLIES_AT_ONCE_PER_USER = env.int("REPLIES_AT_ONCE_PER_USER", default=2)
 # After a new conversation's first reply, ask its model for a title of a few words (one small
 # request, off the reply's path); until then, and without it, the first words are the title.
 GENERATED_TITLES = env.bool("GENERATED_TITLES", default=True)
+# Web lookups ("search for ...", "what's the weather in ...", "summarize <url>", and the same as
+# tools for models flagged as supporting them): on unless turned off here for the deployment
+# (each conversation has its own switch too). Where to look is configuration: {query} and
+# {place} are replaced by the query or place, quoted with urllib.parse.quote; the answers must
+# have the structure of DuckDuckGo's HTML results and wttr.in's j1 JSON (the parsers read them).
+# These two addresses are the operator's, so their host may be private (a mirror or a proxy);
+# a page a user or a model names is fetched only from public addresses, unless its address is
+# in one of LOOKUP_ALLOWED_NETWORKS (CIDRs, e.g. an intranet wiki: 10.1.2.0/24; none by default).
+WEB_LOOKUPS = env.bool("WEB_LOOKUPS", default=True)
+SEARCH_URL = env.str("SEARCH_URL", default="https://html.duckduckgo.com/html/?q={query}")
+WEATHER_URL = env.str("WEATHER_URL", default="https://wttr.in/{place}?format=j1")
+LOOKUP_ALLOWED_NETWORKS = env.list("LOOKUP_ALLOWED_NETWORKS", default=[])
 # The largest request body accepted, in bytes, on every URL: a larger one is refused with 413
 # before it is read (chatter.limits, in front of Django), and Django's own limit is the same.
 # The default fits the longest message sent the costliest way: htmx sends the form urlencoded,
