@@ -49,7 +49,7 @@ class AIModelAdmin(StaffAccessMixin, admin.ModelAdmin):
         "name", "provider", "deployment_name", "is_default", "is_active", "key_set", "version", "updated_at"
     )
     list_display_links = ("name",)
-    list_filter = ("provider", "is_active", KeySetFilter, "is_default", "is_reasoning", "supports_streaming")
+    list_filter = ("provider", "is_active", KeySetFilter, "is_default", "is_reasoning", "supports_streaming", "supports_tools")
     search_fields = ("name", "deployment_name", "api_endpoint", "description")
     readonly_fields = ("api_key_status", "created_at", "updated_at")
     actions = ["make_default", "test_connection", "import_models", "delete_selected"]
@@ -69,6 +69,7 @@ class AIModelAdmin(StaffAccessMixin, admin.ModelAdmin):
                     "is_reasoning",
                     "system_prompt_handling",
                     "supports_streaming",
+                    "supports_tools",
                 )
             },
         ),

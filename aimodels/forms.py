@@ -35,6 +35,7 @@ class AIModelForm(forms.ModelForm):
             "is_reasoning",
             "system_prompt_handling",
             "supports_streaming",
+            "supports_tools",
         ]
         widgets = {"description": forms.Textarea(attrs={"rows": 3, "cols": 60})}
 

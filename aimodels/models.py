@@ -175,6 +175,13 @@ class AIModel(models.Model):
         help_text="Show the reply as it is written. Turn off for models or servers that cannot stream; the "
         "reply then arrives whole.",
     )
+    supports_tools = models.BooleanField(
+        "supports tools",
+        default=False,
+        help_text="The model can call tools (OpenAI-style function calling): it is offered web search, weather "
+        "and reading a page, and decides itself when to look something up. Leave off for models or servers "
+        "that reject the tools parameter.",
+    )
     is_default = models.BooleanField(
         "default",
         default=False,

@@ -177,13 +177,16 @@ def _sync_client(model: AIModel) -> Iterator[openai.OpenAI]:
 
 
 # Requests ------------------------------------------------------------------------------------
-def _messages_for(model: AIModel, messages: list[dict[str, str]]) -> list[dict[str, str]]:
+def _messages_for(model: AIModel, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     if not model.is_reasoning:
         return [dict(m) for m in messages]
     if model.system_prompt_handling == AIModel.SystemPromptHandling.DEVELOPER:
         return [{**m, "role": "developer"} if m["role"] == "system" else dict(m) for m in messages]
-    system = "\n\n".join(m["content"] for m in messages if m["role"] == "system")
-    rest = [dict(m) for m in messages if m["role"] != "system"]
+    # Folded: the system prompt (the system messages before the conversation) goes into the first
+    # user message; a system message within the conversation (a lookup's results) goes as a user's.
+    leading = next((index for index, m in enumerate(messages) if m["role"] != "system"), len(messages))
+    system = "\n\n".join(m["content"] for m in messages[:leading])
+    rest = [{**m, "role": "user"} if m["role"] == "system" else dict(m) for m in messages[leading:]]
     if system:
         first_user = next((m for m in rest if m["role"] == "user"), None)
         if first_user is None:
@@ -194,7 +197,13 @@ def _messages_for(model: AIModel, messages: list[dict[str, str]]) -> list[dict[s
 
 
 def chat_request_kwargs(
-    *, model: AIModel, messages: list[dict[str, str]], stream: bool = True, max_tokens: int | None = None
+    *,
+    model: AIModel,
+    messages: list[dict[str, Any]],
+    stream: bool = True,
+    max_tokens: int | None = None,
+    tools: list[dict[str, Any]] | None = None,
+    tool_choice: str | None = None,
 ) -> dict[str, Any]:
     """Arguments for client.chat.completions.create(**kwargs) that follow the model's rules.
 
@@ -202,7 +211,8 @@ def chat_request_kwargs(
     no temperature, max_completion_tokens instead of max_tokens, and the system prompt as a
     'developer' message or folded into the first user message. The reply streams (with usage
     in the last chunk) when stream is asked for and the model supports it: kwargs["stream"] says
-    which. max_tokens lowers the model's reply limit for this request.
+    which. max_tokens lowers the model's reply limit for this request. tools (OpenAI's function
+    definitions) and tool_choice ("auto", "none") are sent as given.
     """
     limit = model.max_completion_tokens if max_tokens is None else min(max_tokens, model.max_completion_tokens)
     kwargs: dict[str, Any] = {"model": model.deployment_name, "messages": _messages_for(model, messages)}
@@ -214,21 +224,53 @@ def chat_request_kwargs(
     kwargs["stream"] = stream and model.supports_streaming
     if kwargs["stream"]:
         kwargs["stream_options"] = {"include_usage": True}
+    if tools:
+        kwargs["tools"] = tools
+        kwargs["tool_choice"] = tool_choice or "auto"
     if not model.api_key_env:
         kwargs["extra_headers"] = {"Authorization": openai.omit}
     return kwargs
 
 
 @dataclass(frozen=True, slots=True)
+class ToolCall:
+    """A tool the model asks to be called: the call's id, the tool's name and its arguments (the
+    model's JSON text, unchecked)."""
+
+    id: str
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True, slots=True)
 class ReplyPiece:
     """Part of a reply as it arrives: some text, and with the last pieces the finish reason
-    (None until the provider says the reply is complete) and the usage the provider reports.
-    The first piece carries the request id the provider gave its response (x-request-id)."""
+    (None until the provider says the reply is complete), the tools the model asks to be called
+    (its streamed calls put together) and the usage the provider reports. The first piece
+    carries the request id the provider gave its response (x-request-id)."""
 
     text: str = ""
     finish_reason: str | None = None
     usage: dict[str, int] | None = None
     request_id: str | None = None
+    tool_calls: tuple[ToolCall, ...] = ()
+
+
+def _tool_calls_add(calls: dict[int, dict[str, str]], fragments: list[dict[str, Any]]) -> None:
+    """Adds a streamed delta's pieces of tool calls to `calls` (by index): the first piece of a
+    call has its id and name, each piece a part of its arguments."""
+    for fragment in fragments:
+        if not isinstance(fragment, dict):
+            continue
+        call = calls.setdefault(fragment.get("index", len(calls)), {"id": "", "name": "", "arguments": ""})
+        call["id"] = fragment.get("id") or call["id"]
+        function = fragment.get("function") or {}
+        call["name"] += function.get("name") or ""
+        call["arguments"] += function.get("arguments") or ""
+
+
+def _tool_calls(calls: dict[int, dict[str, str]]) -> tuple[ToolCall, ...]:
+    return tuple(ToolCall(**calls[index]) for index in sorted(calls))
 
 
 def _usage(usage: Any) -> dict[str, int] | None:
@@ -238,7 +280,13 @@ def _usage(usage: Any) -> dict[str, int] | None:
     return {"prompt_tokens": get("prompt_tokens"), "completion_tokens": get("completion_tokens")}
 
 
-async def reply_pieces(*, model: AIModel, messages: list[dict[str, str]]) -> AsyncIterator[ReplyPiece]:
+async def reply_pieces(
+    *,
+    model: AIModel,
+    messages: list[dict[str, Any]],
+    tools: list[dict[str, Any]] | None = None,
+    tool_choice: str | None = None,
+) -> AsyncIterator[ReplyPiece]:
     """Ask the model for a reply and yield it piece by piece the moment each arrives.
 
     A model that streams is read through the SDK's raw streaming response and each event is
@@ -249,20 +297,23 @@ async def reply_pieces(*, model: AIModel, messages: list[dict[str, str]]) -> Asy
     An error raised once the response has started carries its request id (_request_id_of).
     """
     client = client_get(model=model)
-    kwargs = chat_request_kwargs(model=model, messages=messages, stream=True)
+    kwargs = chat_request_kwargs(model=model, messages=messages, stream=True, tools=tools, tool_choice=tool_choice)
     if not kwargs["stream"]:
         completion = await client.chat.completions.create(**kwargs)
         choice = completion.choices[0] if completion.choices else None
+        calls = [call for call in (choice.message.tool_calls or []) if call.type == "function"] if choice else []
         yield ReplyPiece(
             text=(choice.message.content or "") if choice else "",
             finish_reason=choice.finish_reason if choice else None,
             usage=_usage(completion.usage),
             request_id=getattr(completion, "_request_id", None),
+            tool_calls=tuple(ToolCall(call.id, call.function.name, call.function.arguments) for call in calls),
         )
         return
     async with client.chat.completions.with_streaming_response.create(**kwargs) as response:
         request, request_id = response.http_request, response.request_id
         yield ReplyPiece(request_id=request_id)
+        calls: dict[int, dict[str, str]] = {}
         try:
             async for line in response.iter_lines():
                 if not line.startswith("data:"):
@@ -276,11 +327,16 @@ async def reply_pieces(*, model: AIModel, messages: list[dict[str, str]]) -> Asy
                     failure = openai.APIError(message or "An error occurred during streaming", request, body=error)
                     raise _answered(failure, request_id)
                 choices = chunk.get("choices") or [{}]  # Azure opens, and usage closes, with no choices
-                text = (choices[0].get("delta") or {}).get("content") or ""
+                delta = choices[0].get("delta") or {}
+                text = delta.get("content") or ""
+                if fragments := delta.get("tool_calls"):
+                    _tool_calls_add(calls, fragments)
                 finish_reason = choices[0].get("finish_reason")
                 usage = _usage(chunk.get("usage"))
                 if text or finish_reason or usage:
-                    yield ReplyPiece(text=text, finish_reason=finish_reason, usage=usage)
+                    # The calls, once put together, come with the reply's end.
+                    called = _tool_calls(calls) if finish_reason else ()
+                    yield ReplyPiece(text=text, finish_reason=finish_reason, usage=usage, tool_calls=called)
         except httpx2.TimeoutException as error:
             raise _answered(openai.APITimeoutError(request=request), request_id) from error
         except (httpx2.TransportError, httpx2.StreamError) as error:

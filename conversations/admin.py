@@ -248,7 +248,8 @@ class ConversationAdmin(ReadOnlyMixin, admin.ModelAdmin):
     search_fields = ("title", "user__username", "messages__content")
     search_help_text = "Title, user name, or text of any message."
     list_select_related = ("user", "model")
-    fields = ("public_id", "title", "user", "model", "system_prompt", "created_at", "updated_at", "message_summary")
+    fields = ("public_id", "title", "user", "model", "system_prompt", "web_lookups", "created_at", "updated_at",
+              "message_summary")
     readonly_fields = fields
     inlines = (MessageInline,)
     actions = None
@@ -331,7 +332,7 @@ class MessageAdmin(ReadOnlyMixin, MessageDisplayMixin, admin.ModelAdmin):
     list_select_related = ("conversation__user", "model")
     date_hierarchy = "created_at"
     fields = ("conversation", "user", "role", "status", "model", "content", "error", "prompt_tokens",
-              "completion_tokens", "usage", "token_count", "context_omitted", "stop_requested", "created_at",
+              "completion_tokens", "usage", "token_count", "context_omitted", "steps", "stop_requested", "created_at",
               "updated_at")
     readonly_fields = fields
     actions = None

@@ -8,9 +8,9 @@ from django.db import transaction
 from django.db.models import Count, Q
 
 from aimodels.models import AIModel
-from conversations import tokens
+from conversations import lookups, tokens
 from conversations.context import DEFAULT_MARGIN, ContextTooLong, select_context
-from conversations.models import Conversation, Message
+from conversations.models import Conversation, Message, Step
 from conversations.tokens import REPLY_PRIMING
 
 
@@ -81,6 +81,13 @@ class MessageForm(forms.Form):
         widget=forms.Textarea(attrs={"rows": 3, "form": "composer"}),
         help_text="Instructions the model gets before the conversation. Starts as your account's default.",
     )
+    web_lookups = forms.BooleanField(
+        label="Web lookups",
+        required=False,
+        initial=True,
+        help_text="“search for …”, “what's the weather in …”, “summarize <link>”; and models that support tools "
+        "look things up themselves.",
+    )
 
     def __init__(
         self, *args, user, conversation: Conversation | None = None, models: list[AIModel] | None = None, **kwargs
@@ -101,8 +108,20 @@ class MessageForm(forms.Form):
         self.fields["model"].required = conversation is None
         if conversation is None:  # a new conversation starts with the user's default instructions
             self.fields["system_prompt"].initial = user.default_system_prompt
-        else:  # an existing one changes them with SystemPromptForm
+        else:  # an existing one changes them with SystemPromptForm, and its lookups with LookupsForm
             del self.fields["system_prompt"]
+        if conversation is not None or not self.lookups_offered:
+            del self.fields["web_lookups"]
+        self.lookup: lookups.LookupRequest | None = None
+
+    @property
+    def lookups_offered(self) -> bool:
+        return settings.WEB_LOOKUPS
+
+    def _lookups_on(self, data: dict) -> bool:
+        if not self.lookups_offered:
+            return False
+        return self.conversation.web_lookups if self.conversation else data.get("web_lookups", False)
 
     def clean_content(self) -> str:
         content, limit = self.cleaned_data["content"], settings.MESSAGE_MAX_LENGTH
@@ -118,6 +137,12 @@ class MessageForm(forms.Form):
         model = data.get("model") or (self.conversation.model if self.conversation else None)
         if model is None or "content" not in data:
             return data
+        if self._lookups_on(data):
+            try:
+                self.lookup = lookups.lookup_requested(data["content"])
+            except forms.ValidationError as error:
+                self.add_error("content", error)
+                return data
         if reason := model.unusable_reason:
             self.add_error(None, reason)
             return data
@@ -167,7 +192,12 @@ class MessageForm(forms.Form):
         conversation = self.conversation
         model = self.cleaned_data["model"] or conversation.model
         if conversation is None:
-            conversation = Conversation(user=self.user, model=model, system_prompt=self.cleaned_data["system_prompt"])
+            conversation = Conversation(
+                user=self.user,
+                model=model,
+                system_prompt=self.cleaned_data["system_prompt"],
+                web_lookups=self.cleaned_data.get("web_lookups", False),
+            )
             conversation.title = conversation.title_from(content)
             conversation.save()
             self.conversation = conversation
@@ -182,6 +212,8 @@ class MessageForm(forms.Form):
             role=Message.Role.ASSISTANT,
             status=Message.Status.PENDING,
             model=model,
+            # The lookup the message asks for: run by the reply's job before the model is asked.
+            steps=[Step(kind=self.lookup.kind, query=self.lookup.query).as_json()] if self.lookup else [],
         )
         return question, reply
 
@@ -195,6 +227,14 @@ class EarlierMessagesForm(forms.Form):
     def __init__(self, *args, conversation: Conversation, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.fields["before"].queryset = conversation.messages.only("pk", "created_at")
+
+
+class LookupsForm(forms.ModelForm):
+    """A conversation's switch for web lookups."""
+
+    class Meta:
+        model = Conversation
+        fields = ("web_lookups",)
 
 
 # A system prompt must leave room for at least a short message.

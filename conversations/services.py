@@ -10,23 +10,37 @@ the provider is silent) so a crashed worker loses little; never a write per toke
 import asyncio
 import contextvars
 import copy
+import itertools
+import json
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 import openai
 from asgiref.sync import SyncToAsync, sync_to_async
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import DatabaseError
 from django.db.models import Q
+from django.template.loader import render_to_string
 from django.utils import timezone
 
 from aimodels.models import AIModel
-from aimodels.services import FailureKind, ProviderError, error_describe, reply_pieces, title_ask
+from aimodels.services import (
+    FailureKind,
+    ProviderError,
+    ReplyPiece,
+    ToolCall,
+    error_describe,
+    reply_pieces,
+    title_ask,
+)
+from conversations import lookups, tokens
 from chatter.db import connection_release
 from conversations.context import DEFAULT_MARGIN, ContextTooLong, select_context
 from conversations.markdown import MarkdownBlocks, render_markdown
-from conversations.models import STOPPED, Conversation, Message
+from conversations.models import STOPPED, Conversation, Message, Step
 from conversations.relay import relay
 
 logger = logging.getLogger(__name__)
@@ -36,7 +50,9 @@ STOP_POLL_SECONDS = 0.5
 SERVER_STOPPED = "The server stopped before the reply was finished."
 CUT_SHORT = "The reply broke off before it was finished."
 LENGTH_LIMIT = "The reply reached its length limit ({limit:,} tokens) and stops there."
-REPLY_STATE = ["content", "content_html", "status", "error", "usage", "context_omitted", "token_count", "updated_at"]
+REPLY_STATE = [
+    "content", "content_html", "status", "error", "usage", "context_omitted", "steps", "token_count", "updated_at"
+]
 # Replies that go back to the model as context: finished ones, and the part of a broken one
 # that the user saw.
 USABLE = (Message.Status.COMPLETE, Message.Status.INTERRUPTED)
@@ -101,6 +117,13 @@ class BlocksFinished:
     rest: str
 
 
+@dataclass(frozen=True, slots=True)
+class StepsChanged:
+    """The reply's web lookups changed (one started, or ended): all of them, rendered."""
+
+    html: str
+
+
 class StopRequested(Exception):
     pass
 
@@ -159,7 +182,18 @@ def _unusable_kind(model: AIModel) -> str:
     return "model_unusable"
 
 
-Context = tuple[list[dict[str, str]], int]
+class Context(NamedTuple):
+    """The messages to send for a reply, how many older ones were left out, and the tokens they
+    come to (as select_context counts them: with the reply priming)."""
+
+    messages: list[dict[str, Any]]
+    omitted: int
+    tokens: int
+
+
+# Room kept in the context for the results of a lookup the user's message asked for (its text
+# is at most lookups.RESULT_CHARACTERS, about 1,000 tokens of English): older messages give way.
+LOOKUP_RESERVE_TOKENS = 1_500
 
 
 async def context_build(*, reply: Message, model: AIModel) -> Context:
@@ -170,8 +204,10 @@ async def context_build(*, reply: Message, model: AIModel) -> Context:
 def context_read(*, reply: Message, model: AIModel) -> Context:
     """The messages to send for `reply` and how many older ones were left out. Chooses from the
     stored token counts (one query), then loads the text of the kept messages only (another).
-    Nothing is tokenized here. Raises ContextTooLong when even the last message does not fit,
-    and ConversationDeleted when no message comes before the reply (its conversation is gone)."""
+    Nothing is tokenized here. A reply's lookups go in as the messages before it; a lookup the
+    reply is about to make gets LOOKUP_RESERVE_TOKENS of room where the window has it. Raises
+    ContextTooLong when even the last message does not fit, and ConversationDeleted when no
+    message comes before the reply (its conversation is gone)."""
     sent_before = Q(role=Message.Role.USER) | Q(role=Message.Role.ASSISTANT, status__in=USABLE)
     history = (
         Message.objects.filter(sent_before, conversation_id=reply.conversation_id, pk__lt=reply.pk)
@@ -181,20 +217,31 @@ def context_read(*, reply: Message, model: AIModel) -> Context:
     counted = [(pk, count or 0) for pk, count in history]
     if not counted:  # a reply always follows its question: the conversation was deleted meanwhile
         raise ConversationDeleted
-    plan = select_context(
-        system_tokens=reply.conversation.system_prompt_tokens,
-        history=counted,
-        context_window=model.context_window,
-        max_completion_tokens=model.max_completion_tokens,
-        margin=DEFAULT_MARGIN,
-    )
-    kept = Message.objects.filter(pk__in=plan.keys).values_list("pk", "role", "content")
-    texts = {pk: (role, content) for pk, role, content in kept}
+    reserves = (LOOKUP_RESERVE_TOKENS, 0) if reply.steps else (0,)
+    for reserve in reserves:
+        try:
+            plan = select_context(
+                system_tokens=reply.conversation.system_prompt_tokens + reserve,
+                history=counted,
+                context_window=model.context_window,
+                max_completion_tokens=model.max_completion_tokens,
+                margin=DEFAULT_MARGIN,
+            )
+            break
+        except ContextTooLong:
+            if reserve == reserves[-1]:
+                raise
+    kept = Message.objects.filter(pk__in=plan.keys).values_list("pk", "role", "content", "steps")
+    texts = {pk: (role, content, steps) for pk, role, content, steps in kept}
     system_prompt = reply.conversation.system_prompt
     messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
-    # (A message missing from `texts` was deleted meanwhile, with its conversation.)
-    messages += [{"role": texts[pk][0], "content": texts[pk][1]} for pk in plan.keys if pk in texts]
-    return messages, plan.omitted
+    for pk in plan.keys:
+        if pk not in texts:  # deleted meanwhile, with its conversation
+            continue
+        role, content, steps = texts[pk]
+        messages += [{"role": "system", "content": Step.from_json(step).context_text()} for step in steps or ()]
+        messages.append({"role": role, "content": content})
+    return Context(messages, plan.omitted, plan.total_tokens - reserve)
 
 
 def _context_or_none(reply: Message) -> Context | None:
@@ -274,8 +321,10 @@ async def _until_stopped(
             await chunks.aclose()  # close the provider's response now, not when collected
 
 
-async def _checkpoint(reply: Message, text: str) -> None:
-    await Message.objects.filter(pk=reply.pk).aupdate(content=text, updated_at=timezone.now())
+async def _checkpoint(reply: Message, text: str, steps: list[Step]) -> None:
+    await Message.objects.filter(pk=reply.pk).aupdate(
+        content=text, steps=[step.as_json() for step in steps], updated_at=timezone.now()
+    )
 
 
 def reply_start_soon(*, reply: Message) -> None:
@@ -346,21 +395,152 @@ async def reply_write(
         async for event in reply_stream(reply=reply, stopped=stopped, context=context):
             if isinstance(event, BlocksFinished):
                 await relay.publish(reply_id, "block", html=event.html, rest=event.rest)
+            elif isinstance(event, StepsChanged):
+                await relay.publish(reply_id, "steps", html=event.html)
             else:
                 await relay.publish(reply_id, "delta", text=event.text)
     finally:
         await relay.publish(reply_id, "end")
 
 
+# Web lookups ------------------------------------------------------------------------------------
+MAX_TOOL_ROUNDS = 3  # rounds of tool calls a reply may make; the next request must answer
+MAX_TOOL_CALLS = 3  # lookups run per round; the model is told the others were not
+LOOKUP_TOOLS = {  # name: (what it looks up, its one argument, what the model is told it does)
+    "web_search": (lookups.LookupKind.SEARCH, "query", "Search the web. Returns the top results: titles, links, snippets."),
+    "weather": (lookups.LookupKind.WEATHER, "place", "The current weather and the forecast for a place."),
+    "fetch_page": (lookups.LookupKind.PAGE, "url", "Read the text of a web page (an http or https URL)."),
+}
+TOOL_DEFINITIONS = [
+    {
+        "type": "function",
+        "function": {
+            "name": name,
+            "description": description,
+            "parameters": {
+                "type": "object",
+                "properties": {argument: {"type": "string"}},
+                "required": [argument],
+                "additionalProperties": False,
+            },
+        },
+    }
+    for name, (_, argument, description) in LOOKUP_TOOLS.items()
+]
+STEP_UNFINISHED = "It did not finish."
+NO_ROOM = "Its results did not fit in what is left of the model's context window."
+
+
+def lookups_enabled(conversation: Conversation) -> bool:
+    return settings.WEB_LOOKUPS and conversation.web_lookups
+
+
+def _lookup_tools(reply: Message) -> list[dict] | None:
+    """The lookups as tools, for a model flagged as supporting them where lookups are on."""
+    return TOOL_DEFINITIONS if reply.model.supports_tools and lookups_enabled(reply.conversation) else None
+
+
+def _tool_step(call: ToolCall, *, over_limit: bool) -> Step:
+    """The step for a tool the model called: pending when it can run; failed, with the reason the
+    model is told, when the tool is not one of ours, its argument is missing or not valid (the
+    same rules as a user's lookup), or it is a call too many."""
+    kind, argument, _ = LOOKUP_TOOLS.get(call.name, ("", "", ""))
+    try:
+        arguments = json.loads(call.arguments or "{}")
+    except ValueError:
+        arguments = None
+    value = arguments.get(argument) if isinstance(arguments, dict) and argument else None
+    step = Step(kind=kind, query=value[:lookups.URL_MAX_LENGTH] if isinstance(value, str) else "", via="tool",
+                call_id=call.id)
+    if not kind:
+        step.status, step.error = "failed", "No such tool."
+    elif not isinstance(value, str):
+        step.status, step.error = "failed", f"The call had no {argument}."
+    elif over_limit:
+        step.status, step.error = "failed", f"Not run: at most {MAX_TOOL_CALLS} lookups at a time."
+    else:
+        try:
+            lookups.lookup_checked(kind=kind, query=value)
+        except ValidationError as error:
+            step.status, step.error = "failed", " ".join(error.messages)
+    return step
+
+
+@dataclass
+class _Room:
+    """What the model's window has left for lookups' results in this reply (`used`: the tokens
+    of the context so far)."""
+
+    model: AIModel
+    used: int
+
+    def fit(self, step: Step) -> None:
+        """Cuts the step's text to what is left (it fails if nothing is), and takes its room."""
+        model = self.model
+        encoding = tokens.encoding_for(model.deployment_name)
+        left = model.context_window - model.max_completion_tokens - DEFAULT_MARGIN - self.used
+        count = tokens.message_tokens(role="system", content=step.context_text(), encoding=encoding)
+        if count > left and step.status == "done":
+            text = encoding.encode(step.text)
+            keep = len(text) - (count - left) - 1
+            if keep > 0:
+                step.text = encoding.decode(text[:keep]) + "…"
+            else:
+                step.status, step.text, step.sources, step.error = "failed", "", [], NO_ROOM
+            count = tokens.message_tokens(role="system", content=step.context_text(), encoding=encoding)
+        self.used += count
+
+
+async def _step_run(
+    step: Step, *, reply: Message, stopped: asyncio.Event, checkpoint: Callable[[], Awaitable[None]], room: _Room
+) -> None:
+    """Runs a lookup in a thread (requests blocks) while stop and checkpoints are watched as for
+    the provider's stream; the step gets its results, or why it failed (logged with its kind)."""
+
+    async def looked_up() -> AsyncIterator[lookups.LookupResult]:
+        request = lookups.LookupRequest(lookups.LookupKind(step.kind), step.query)
+        yield await asyncio.to_thread(lookups.lookup_run, request=request)
+
+    try:
+        async for result in _until_stopped(looked_up(), reply.pk, stopped=stopped, checkpoint=checkpoint):
+            step.status, step.text = "done", result.text
+            step.sources = [{"title": source.title, "url": source.url} for source in result.sources]
+    except lookups.LookupFailed as failure:
+        step.status, step.error = "failed", failure.message
+        logger.info("Lookup failed: kind=%s lookup=%s via=%s %s", failure.kind, step.kind, step.via, _log_fields(reply))
+    except (StopRequested, asyncio.CancelledError):
+        raise
+    except Exception as error:
+        logger.exception("Lookup failed on our side: error=%s %s", type(error).__name__, _log_fields(reply))
+        step.status, step.error = "failed", "The lookup failed on our side."
+    room.fit(step)
+
+
+async def _steps_changed(reply: Message, steps: list[Step]) -> StepsChanged:
+    context = {"message": reply, "steps": steps}
+    return StepsChanged(await asyncio.to_thread(render_to_string, "conversations/chat.html#steps", context))
+
+
+def _usage_added(usage: dict | None, more: dict | None) -> dict | None:
+    """Token usage of a reply asked for in several requests (rounds of tool calls): the sum."""
+    if not (usage and more):
+        return more or usage
+    return {name: (usage.get(name) or 0) + (more.get(name) or 0) for name in ("prompt_tokens", "completion_tokens")}
+
+
 async def reply_stream(
     *, reply: Message, stopped: asyncio.Event, context: Context | None = None
-) -> AsyncIterator[TextAdded | BlocksFinished]:
+) -> AsyncIterator[TextAdded | BlocksFinished | StepsChanged]:
     """Ask the provider for `reply` (an assistant message claimed for writing, with conversation
     and model loaded) and yield each piece of text as it arrives or, when a piece finishes blocks of
     Markdown, those blocks rendered: each block is rendered once, off the event loop, and the
     saved reply's HTML is these renderings in a row. Saves the reply when it completes and
     when it breaks: provider error, timeout, stop (`stopped` set, or the database's flag), or
     the server stopping (cancellation). `reply` ends up holding the reply's state as saved.
+
+    Web lookups: the one the user's message asked for (a pending step) runs first and its results
+    go into the context; a model that supports tools may call lookups itself, up to
+    MAX_TOOL_ROUNDS rounds. Each change of the steps is yielded rendered (StepsChanged).
 
     A reply that does not complete gets one log line with its cause and ids (never a key nor
     anyone's text): WARNING when the provider failed or cut it or the server lacks its key,
@@ -369,6 +549,7 @@ async def reply_stream(
     model = reply.model
     parts: list[str] = []
     blocks, rendered, unrendered = MarkdownBlocks(), [], ""
+    steps = reply.lookup_steps
     first_question: str | None = None  # the text of a new conversation's first message
     request_id: str | None = None  # the provider's id for its response, once it answers
     outcome: _Outcome | None = None  # for the log line of a reply that does not complete
@@ -376,26 +557,53 @@ async def reply_stream(
     try:
         if reason := model.unusable_reason:  # e.g. deactivated since the message was sent
             raise ModelUnusable(reason, kind=_unusable_kind(model))
-        messages, reply.context_omitted = context or await context_build(reply=reply, model=model)
-        spoken = [message["content"] for message in messages if message["role"] != "system"]
+        context = context or await context_build(reply=reply, model=model)
+        messages, reply.context_omitted = list(context.messages), context.omitted
+        spoken = [message["content"] for message in messages if message["role"] not in ("system", "tool")]
         first_question = spoken[0] if len(spoken) == 1 else None
-        finish_reason = None
-        pieces = reply_pieces(model=model, messages=messages)
-        checkpoint = lambda: _checkpoint(reply, "".join(parts))  # noqa: E731
-        async for piece in _until_stopped(pieces, reply.pk, stopped=stopped, checkpoint=checkpoint):
-            reply.usage = piece.usage or reply.usage
-            finish_reason = piece.finish_reason or finish_reason
-            request_id = piece.request_id or request_id
-            if not piece.text:
-                continue
-            parts.append(piece.text)
-            if finished := blocks.feed(piece.text):
-                unrendered = "".join(finished)
-                rendered.append(await asyncio.to_thread(render_markdown, unrendered))
-                unrendered = ""
-                yield BlocksFinished(rendered[-1], blocks.rest)
-            else:
-                yield TextAdded(piece.text)
+        checkpoint = lambda: _checkpoint(reply, "".join(parts), steps)  # noqa: E731
+        room = _Room(model=model, used=context.tokens)
+        for step in [step for step in steps if step.status == "pending"]:  # the lookup the message asked for
+            yield await _steps_changed(reply, steps)
+            await _step_run(step, reply=reply, stopped=stopped, checkpoint=checkpoint, room=room)
+            messages.append({"role": "system", "content": step.context_text()})
+            yield await _steps_changed(reply, steps)
+        tools = _lookup_tools(reply)
+        for round in itertools.count():
+            finish_reason, calls, said = None, (), []
+            tool_choice = "none" if round == MAX_TOOL_ROUNDS else None  # the last round answers
+            pieces = reply_pieces(model=model, messages=messages, tools=tools, tool_choice=tool_choice)
+            async for piece in _until_stopped(pieces, reply.pk, stopped=stopped, checkpoint=checkpoint):
+                reply.usage = _usage_added(reply.usage, piece.usage)
+                finish_reason = piece.finish_reason or finish_reason
+                request_id = piece.request_id or request_id
+                calls = piece.tool_calls or calls
+                if not piece.text:
+                    continue
+                if not said and parts and round:  # the text after a round of lookups starts a new paragraph
+                    piece = ReplyPiece(text="\n\n" + piece.text)
+                said.append(piece.text)
+                parts.append(piece.text)
+                if finished := blocks.feed(piece.text):
+                    unrendered = "".join(finished)
+                    rendered.append(await asyncio.to_thread(render_markdown, unrendered))
+                    unrendered = ""
+                    yield BlocksFinished(rendered[-1], blocks.rest)
+                else:
+                    yield TextAdded(piece.text)
+            if not (calls and tools and round < MAX_TOOL_ROUNDS):
+                break
+            called = [{"id": call.id, "type": "function", "function": {"name": call.name, "arguments": call.arguments}}
+                      for call in calls]
+            messages.append({"role": "assistant", "content": "".join(said) or None, "tool_calls": called})
+            for index, call in enumerate(calls):
+                step = _tool_step(call, over_limit=index >= MAX_TOOL_CALLS)
+                steps.append(step)
+                yield await _steps_changed(reply, steps)
+                if step.status == "pending":
+                    await _step_run(step, reply=reply, stopped=stopped, checkpoint=checkpoint, room=room)
+                    yield await _steps_changed(reply, steps)
+                messages.append({"role": "tool", "tool_call_id": call.id, "content": step.context_text()})
         if finish_reason is None:
             # A stream that ends without a finish_reason was cut off: it is not complete.
             reply.status, reply.error = Message.Status.INTERRUPTED, CUT_SHORT
@@ -438,6 +646,10 @@ async def reply_stream(
         reply.error = "Something went wrong on our side while asking for the reply. Try again."
     finally:
         reply.content = "".join(parts)
+        for step in steps:
+            if step.status == "pending":
+                step.status, step.error = "failed", STEP_UNFINISHED
+        reply.steps = [step.as_json() for step in steps]
         if reply.status == Message.Status.FAILED and reply.content:
             reply.status = Message.Status.INTERRUPTED
         if outcome is not None:
@@ -469,7 +681,7 @@ async def _reply_save(reply: Message, *, rendered: list[str], unrendered: str) -
     reply.token_count = None
     try:
         await reply.asave(
-            update_fields=["content", "content_html", "status", "error", "usage", "context_omitted", "updated_at"]
+            update_fields=["content", "content_html", "status", "error", "usage", "context_omitted", "steps", "updated_at"]
         )
     except DatabaseError:
         if await Message.objects.filter(pk=reply.pk).aexists():

@@ -10,6 +10,7 @@ urlpatterns = [
     path("c/<uuid:public_id>/", views.conversation_detail, name="detail"),
     path("c/<uuid:public_id>/messages/", views.message_create, name="message_create"),
     path("c/<uuid:public_id>/system-prompt/", views.conversation_system_prompt, name="system_prompt"),
+    path("c/<uuid:public_id>/lookups/", views.conversation_lookups, name="lookups"),
     path("c/<uuid:public_id>/replies/<int:pk>/stream/", views.reply_stream, name="reply_stream"),
     path("c/<uuid:public_id>/replies/<int:pk>/stop/", views.reply_stop, name="reply_stop"),
     path("c/<uuid:public_id>/replies/<int:pk>/retry/", views.reply_retry, name="reply_retry"),

@@ -30,12 +30,13 @@ from conversations.forms import (
     ConversationRenameForm,
     ConversationSearchForm,
     EarlierMessagesForm,
+    LookupsForm,
     MessageForm,
     SidebarCursor,
     SystemPromptForm,
     TitleWatchForm,
 )
-from conversations.models import STALE_STREAM, Conversation, Message
+from conversations.models import STALE_STREAM, Conversation, Message, Step
 from conversations.relay import Event, RelayUnavailable, relay
 
 PAGE = "conversations/chat.html"
@@ -163,6 +164,17 @@ def conversation_system_prompt(request: HttpRequest, public_id: UUID) -> HttpRes
     return render(request, f"{PAGE}#system-prompt", context, status=200 if saved else 422)
 
 
+@require_POST
+def conversation_lookups(request: HttpRequest, public_id: UUID) -> HttpResponse:
+    """Turn a conversation's web lookups on or off (the composer's switch): the switch again."""
+    conversation = get_object_or_404(Conversation.objects.for_user(request.user), public_id=public_id)
+    form = LookupsForm(request.POST, instance=conversation)
+    if form.is_valid():  # a checkbox: always valid (absent is off)
+        form.save(commit=False)
+        conversation.save(update_fields=["web_lookups"])  # not activity: the sidebar keeps its order
+    return render(request, f"{PAGE}#lookups-switch", {"conversation": conversation, "lookups_saved": True})
+
+
 def _composer_refused(request: HttpRequest, form: MessageForm, conversation: Conversation | None, *, status: int):
     """The composer again, with the text in the box and the reason beside it; nothing was saved."""
     response = render(request, f"{PAGE}#composer", {"form": form, "conversation": conversation}, status=status)
@@ -208,8 +220,14 @@ def reply_retry(request: HttpRequest, public_id: UUID, pk: int) -> HttpResponse:
     retryable = Q(status__in=Message.RETRYABLE) | Q(
         status__in=Message.IN_PROGRESS, updated_at__lt=timezone.now() - STALE_STREAM
     )
+    # The lookup its message asked for runs again (if lookups are still on); the model's own are its to make again.
+    asked = [
+        Step(kind=step.kind, query=step.query).as_json()
+        for step in reply.lookup_steps if step.via == "message" and services.lookups_enabled(reply.conversation)
+    ]
     reset = is_last and Message.objects.filter(retryable, pk=reply.pk).update(
         status=Message.Status.PENDING, content="", content_html="", error="", usage=None, token_count=None, stop_requested=False,
+        steps=asked,
         updated_at=timezone.now(),  # a fresh start: not abandoned (STALE_STREAM) from the old one's time
         model=reply.conversation.model,
     )
@@ -234,19 +252,25 @@ def _escaped(text: str) -> str:
 def _relayed(events: list[Event], *, fresh: bool) -> str:
     """Relay events as server-sent events, each carrying its sequence number as its id (so the
     browser's reconnect resumes after the last one it had). A fresh page gets those written so
-    far as one "snapshot" (the finished blocks) and one "tail" (the text after them)."""
+    far as one "snapshot" (the finished blocks) and one "tail" (the text after them), after the
+    web lookups as they are now ("steps")."""
     if fresh and len(events) > 1:
-        blocks, rest = [], ""
+        blocks, rest, steps = [], "", ""
         for event in events:
             if event.kind == "block":
                 blocks.append(event.data["html"])
                 rest = event.data["rest"]
             elif event.kind == "delta":
                 rest += event.data["text"]
-        return _sse("snapshot", "".join(blocks)) + _sse("tail", _escaped(rest), id=events[-1].seq)
+            elif event.kind == "steps":
+                steps = event.data["html"]
+        head = _sse("steps", steps) if steps else ""
+        return head + _sse("snapshot", "".join(blocks)) + _sse("tail", _escaped(rest), id=events[-1].seq)
     frames = []
     for event in events:
-        if event.kind == "block":
+        if event.kind == "steps":
+            frames.append(_sse("steps", event.data["html"], id=event.seq))
+        elif event.kind == "block":
             frames.append(_sse("block", event.data["html"]) + _sse("tail", _escaped(event.data["rest"]), id=event.seq))
         elif event.kind == "delta":
             frames.append(_sse("delta", _escaped(event.data["text"]), id=event.seq))

@@ -101,7 +101,7 @@ def test_the_list_filters_by_provider_and_searches_deployments(staff_client):
     assert [m.name for m in by_provider.context["cl"].result_list] == ["azure-one"]
     assert [m.name for m in by_search.context["cl"].result_list] == ["local"]
     filters = [spec.title for spec in by_provider.context["cl"].filter_specs]
-    assert filters == ["provider", "active", "key set", "default", "reasoning model", "supports streaming"]
+    assert filters == ["provider", "active", "key set", "default", "reasoning model", "supports streaming", "supports tools"]
 
 
 @pytest.mark.django_db

@@ -22,7 +22,7 @@ from aimodels.services import (
 )
 from aimodels.tests.conftest import AZURE_KEY, OPENAI_KEY
 from aimodels.tests.factories import AIModelFactory
-from bench.fake_upstream import FakeError, FakeReply, FakeUpstream
+from bench.fake_upstream import FakeError, FakeReply, FakeToolCall, FakeUpstream
 
 MESSAGES = [
     {"role": "system", "content": "You are terse."},
@@ -128,8 +128,16 @@ async def test_a_model_without_streaming_asks_for_the_whole_reply(fake_upstream,
             ],
             [{"role": "user", "content": "A.\n\nB.\n\nQ"}],
         ),
+        (
+            [
+                {"role": "system", "content": "A."},
+                {"role": "user", "content": "Q"},
+                {"role": "system", "content": "Lookup results."},
+            ],
+            [{"role": "user", "content": "A.\n\nQ"}, {"role": "user", "content": "Lookup results."}],
+        ),
     ],
-    ids=["no system prompt", "only a system prompt", "two system messages"],
+    ids=["no system prompt", "only a system prompt", "two system messages", "a lookup within the conversation"],
 )
 def test_folding_the_system_prompt(messages, folded):
     ai_model = AIModelFactory.build(reasoning=True, system_prompt_handling="fold")
@@ -153,6 +161,35 @@ def test_max_tokens_lowers_but_never_raises_the_reply_limit():
     capped = chat_request_kwargs(model=ai_model, messages=MESSAGES, max_tokens=1000)["max_tokens"]
 
     assert (lowered, capped) == (16, 100)
+
+
+# Tools ---------------------------------------------------------------------------------------
+TOOLS = [{"type": "function", "function": {"name": "weather", "parameters": {"type": "object", "properties": {}}}}]
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("streaming", [True, False], ids=["streamed", "whole"])
+async def test_the_tools_a_model_calls_come_with_the_replys_end(fake_upstream, api_keys, streaming):
+    calls = [FakeToolCall("weather", {"place": "Oslo"}, id="call_1"), FakeToolCall("web_search", '{"query": "a"}')]
+    fake_upstream.script(FakeReply(text="Looking.", tool_calls=calls, argument_chunks=4))
+    ai_model = served_by(fake_upstream, supports_streaming=streaming)
+
+    pieces = [piece async for piece in reply_pieces(model=ai_model, messages=MESSAGES, tools=TOOLS)]
+
+    assert "".join(piece.text for piece in pieces) == "Looking."
+    (last,) = [piece for piece in pieces if piece.tool_calls]
+    assert last.finish_reason == "tool_calls"
+    assert [(c.id, c.name, c.arguments) for c in last.tool_calls] == [
+        ("call_1", "weather", '{"place": "Oslo"}'), (calls[1].id, "web_search", '{"query": "a"}')
+    ]
+    assert fake_upstream.last.body["tools"] == TOOLS
+    assert fake_upstream.last.body["tool_choice"] == "auto"
+
+
+def test_no_tools_sends_no_tool_parameters():
+    kwargs = chat_request_kwargs(model=AIModelFactory.build(), messages=MESSAGES, tools=None, tool_choice="none")
+
+    assert "tools" not in kwargs and "tool_choice" not in kwargs
 
 
 # The client --------------------------------------------------------------------------------

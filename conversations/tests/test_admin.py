@@ -12,7 +12,7 @@ from django.utils import timezone
 from accounts.tests.factories import UserFactory
 from aimodels.tests.factories import AIModelFactory
 from conversations import admin as conversations_admin
-from conversations.models import Conversation, Message
+from conversations.models import Conversation, Message, Step
 from conversations.tests.factories import ConversationFactory, MessageFactory
 
 CONVERSATIONS = reverse("admin:conversations_conversation_changelist")
@@ -481,3 +481,16 @@ def test_usage_with_an_unknown_period_says_so_and_lists_nobody(staff_client):
     assert response.status_code == 200
     assert page_of(response).select_one(".errornote").text == "Choose a period from the list."
     assert usage_rows(response) == [["No messages."]]
+
+
+@pytest.mark.django_db
+def test_staff_see_a_replys_lookups_escaped(staff_client):
+    conversation = ConversationFactory()
+    hostile = "<script>alert(1)</script>"
+    step = Step(kind="search", query=hostile, status="done", text=hostile, sources=[{"title": hostile, "url": "https://a.example/"}])
+    message = MessageFactory(conversation=conversation, reply=True, steps=[step.as_json()])
+
+    content = staff_client.get(message_url(message)).content.decode()
+
+    assert hostile not in content
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in content

@@ -77,6 +77,7 @@ def controls_in_tab_order(page: Page, user, conversation) -> list[Locator]:
         page.locator("#system-prompt summary", has_text="System prompt"),  # a disclosure: named by its text
         page.get_by_role("log", name="Conversation").get_by_role("button", name="Copy", exact=True),
         page.get_by_role("combobox", name="Model"),
+        page.get_by_role("checkbox", name="Web lookups"),
         page.get_by_role("textbox", name="Message"),
     ]
 
@@ -122,12 +123,14 @@ def test_keys_only_pick_a_model_write_two_lines_send_keep_typing_and_stop_the_re
     expect(message).to_have_value("Plan a day in Lisbon\nwith two children")
     expect(page.locator("article.bubble")).to_have_count(2)  # nothing sent yet
 
-    # Back to the picker, the next model with the arrow key, and back to the box.
+    # Back to the picker (past the lookups' switch), the next model with the arrow key, and back to the box.
+    page.keyboard.press("Shift+Tab")
     page.keyboard.press("Shift+Tab")
     expect(model).to_be_focused()
     page.keyboard.press("ArrowDown")
     expect(model.locator("option:checked")).to_have_text("other-model")
     expect(page.locator("#model-description")).to_have_text("The other one.")
+    page.keyboard.press("Tab")
     page.keyboard.press("Tab")
     expect(message).to_be_focused()
 
