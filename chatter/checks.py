@@ -1,9 +1,16 @@
-"""Django's deploy checks security.W001, W002 and W003 look for its own middleware by its path
+"""chatter's system checks.
+
+Django's deploy checks security.W001, W002 and W003 look for its own middleware by its path
 in MIDDLEWARE. MIDDLEWARE names chatter's async subclasses of those classes instead
-(chatter.middleware), so settings silences the three and they are checked here by class."""
+(chatter.middleware), so settings silences the three and they are checked here by class.
+
+The web lookups' settings are checked when the server starts, not at a user's first lookup."""
+
+import ipaddress
+from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.core.checks import Tags, Warning, register
+from django.core.checks import Error, Tags, Warning, register
 from django.middleware.clickjacking import XFrameOptionsMiddleware
 from django.middleware.csrf import CsrfViewMiddleware
 from django.middleware.security import SecurityMiddleware
@@ -27,3 +34,26 @@ def required_middleware(app_configs, **kwargs) -> list[Warning]:
         for code, required, effect in REQUIRED_MIDDLEWARE
         if not any(isinstance(cls, type) and issubclass(cls, required) for cls in installed)
     ]
+
+
+LOOKUP_ADDRESSES = [("SEARCH_URL", "{query}"), ("WEATHER_URL", "{place}")]
+
+
+@register()
+def lookups_configured(app_configs, **kwargs) -> list[Error]:
+    if not settings.WEB_LOOKUPS:
+        return []
+    errors = [
+        Error(f"{name} must be an http or https address with {placeholder} in it (got {address!r}).",
+              id="chatter.E001")
+        for name, placeholder in LOOKUP_ADDRESSES
+        if placeholder not in (address := getattr(settings, name))
+        or urlsplit(address).scheme not in ("http", "https") or not urlsplit(address).hostname
+    ]
+    for cidr in settings.LOOKUP_ALLOWED_NETWORKS:
+        try:
+            ipaddress.ip_network(cidr.strip(), strict=False)
+        except ValueError:
+            errors.append(Error(f"LOOKUP_ALLOWED_NETWORKS: {cidr!r} is not a network (e.g. 10.1.2.0/24).",
+                                id="chatter.E002"))
+    return errors

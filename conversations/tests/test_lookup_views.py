@@ -239,3 +239,23 @@ def test_a_step_from_a_tool_says_what_the_model_looked_up(signed_in, conversatio
 
     assert page.select_one(".step-done summary").get_text() == "Looked up the weather in Oslo"
     assert html.escape("Rain, 7 °C") in str(page.select_one(".step-done .step-text"))
+
+
+# The settings, checked when the server starts ------------------------------------------------------
+@pytest.mark.parametrize(
+    ("name", "value", "error"),
+    [
+        ("SEARCH_URL", "https://html.duckduckgo.com/html/?q=", "chatter.E001"),
+        ("WEATHER_URL", "ftp://wttr.in/{place}", "chatter.E001"),
+        ("LOOKUP_ALLOWED_NETWORKS", ["10.1.2.0/24", "intranet"], "chatter.E002"),
+    ],
+)
+def test_lookup_settings_that_cannot_work_stop_the_server(settings, name, value, error):
+    from django.core.checks import run_checks
+
+    assert [m.id for m in run_checks() if m.id.startswith("chatter.")] == []
+    setattr(settings, name, value)
+
+    assert [m.id for m in run_checks() if m.id.startswith("chatter.")] == [error]
+    settings.WEB_LOOKUPS = False
+    assert [m.id for m in run_checks() if m.id.startswith("chatter.")] == []
