@@ -136,6 +136,10 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # (conversations.relay), so any worker's page follows a reply any worker writes, and a stop
 # reaches its writer; and the cache below is shared by every worker.
 REDIS_URL = env.str("REDIS_URL", default="")
+# Connections each worker may open to Redis for the relay: a page following a reply another
+# worker writes holds one while it waits for the next event, so this bounds those pages per
+# worker (redis-py's default, 100, refused the 101st: its page fell back to the checkpoints).
+REDIS_RELAY_CONNECTIONS = env.int("REDIS_RELAY_CONNECTIONS", default=2_000)
 
 
 def caches_from_env(env: environ.Env) -> dict:

@@ -221,6 +221,8 @@ class RedisRelay:
             # One quick retry (a connection Redis closed while idle), not redis-py's ten: a
             # reply's writer must not wait on an unreachable Redis.
             "retry": Retry(NoBackoff(), 1),
+            # A follower holds one while its XREAD blocks: one per page following a reply from here.
+            "max_connections": settings.REDIS_RELAY_CONNECTIONS,
         }
 
     def _connection(self) -> _Connection:

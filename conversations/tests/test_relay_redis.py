@@ -301,3 +301,32 @@ def test_a_message_is_sent_while_the_shared_cache_is_unreachable(signed_in, conv
     assert response.status_code == 200  # the rate limit is not counted, and the log says so
     assert Message.objects.filter(conversation=conversation, content="Still there?").exists()
     assert "Rate limit not counted, the cache is unreachable" in caplog.text
+
+
+# Many pages ----------------------------------------------------------------------------------------
+@pytest.mark.asyncio
+async def test_a_worker_follows_more_replies_from_another_than_redis_pys_default_pool_allows(redis_relay, redis_url):
+    """redis-py's pool allows 100 connections unless told otherwise, and a follower's XREAD holds
+    one while it waits: the 101st page used to get 'Too many connections' (and the checkpoints)."""
+    pages = 130
+    elsewhere = RedisRelay(redis_url)  # the pages' worker; the writers are on redis_relay's
+    try:
+        for reply_id in range(1, pages + 1):
+            await redis_relay.open(reply_id)
+        followers = [asyncio.ensure_future(collect(elsewhere.follow(reply_id))) for reply_id in range(1, pages + 1)]
+        async with asyncio.timeout(60):
+            while len(elsewhere._connection().client.connection_pool._in_use_connections) < pages:
+                await asyncio.sleep(0.01)  # every page waits in its XREAD
+        for reply_id in range(1, pages + 1):
+            await redis_relay.publish(reply_id, "delta", text=f"to {reply_id}")
+            await redis_relay.publish(reply_id, "end")
+
+        followed = await asyncio.wait_for(asyncio.gather(*followers), 60)
+    finally:
+        await elsewhere.aclose()
+
+    assert followed == [[f"to {reply_id}"] for reply_id in range(1, pages + 1)]
+
+
+async def collect(batches) -> list[str]:
+    return [event.data["text"] async for batch in batches for event in batch]
