@@ -166,6 +166,28 @@ def test_each_failing_password_rule_is_named(client, password, rule):
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize(
+    "password",
+    ["Analyticalengine1844", "Analytical-Engine-Notes", "analytical-engine-1844", "ANALYTICAL-ENGINE-1844"],
+    ids=["lower upper digits", "lower upper symbols", "lower digits symbols", "upper digits symbols"],
+)
+def test_a_password_of_exactly_three_kinds_of_character_is_accepted(client, password):
+    response = post(client, password1=password, password2=password)
+
+    assert response.status_code == 302
+    assert User.objects.filter(username=GOOD["username"]).exists()
+
+
+@pytest.mark.django_db
+def test_a_password_like_the_email_address_is_refused(client):
+    password = "Charles.Babbage@example"
+    response = post(client, email="charles.babbage@example.com", password1=password, password2=password)
+
+    assert "too similar to the email address" in " ".join(field_errors(response, "password1"))
+    assert not User.objects.exists()
+
+
+@pytest.mark.django_db
 def test_several_failing_rules_are_all_named(client):
     response = post(client, password1="abc", password2="abc")
 

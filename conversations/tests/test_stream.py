@@ -275,6 +275,21 @@ async def test_a_silent_provider_does_not_make_a_live_reply_look_abandoned(clien
     assert (await reload(reply)).error == services.STOPPED
 
 
+async def test_a_checkpoint_saves_the_text_written_so_far(client_in, turn, fake_upstream, monkeypatch):
+    monkeypatch.setattr(services, "STOP_POLL_SECONDS", 0.05)
+    monkeypatch.setattr(services, "CHECKPOINT_SECONDS", 0.2)
+    _, reply = turn
+    fake_upstream.script(FakeReply(text="one two three four five", hang_after=3))  # then silent
+    reading = asyncio.create_task(read_all(client_in, reply))
+
+    checkpointed = await reloaded_when(reply, lambda saved: saved.content == "one two three")
+
+    assert checkpointed.status == Message.Status.STREAMING  # a checkpoint, not the end
+    await client_in.post(reverse("conversations:reply_stop", args=[reply.conversation.public_id, reply.pk]))
+    await reading
+    assert (await reload(reply)).content == "one two three"
+
+
 async def test_stop_before_the_stream_starts_never_calls_the_provider(client_in, turn, fake_upstream):
     _, reply = turn
 

@@ -356,6 +356,20 @@ def test_retry_of_a_complete_reply_changes_nothing(signed_in, conversation):
 
 
 @pytest.mark.django_db
+def test_retry_of_a_failed_reply_that_is_not_the_last_changes_nothing(signed_in, conversation):
+    MessageFactory(conversation=conversation, content="first question")
+    earlier = MessageFactory(conversation=conversation, reply=True, status="failed", content="", error="boom")
+    MessageFactory(conversation=conversation, content="second question")
+    MessageFactory(conversation=conversation, reply=True, content="second answer")
+
+    response = signed_in.post(reply_url("reply_retry", earlier), headers=HTMX)
+
+    assert response["HX-Refresh"] == "true"
+    earlier.refresh_from_db()
+    assert (earlier.status, earlier.error) == ("failed", "boom")
+
+
+@pytest.mark.django_db
 def test_stop_of_a_pending_reply_marks_it_stopped(signed_in, conversation):
     reply = MessageFactory(conversation=conversation, pending=True)
 
