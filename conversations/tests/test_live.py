@@ -188,3 +188,53 @@ def test_pages_following_replies_hold_no_database_connection(transactional_db, s
 
     assert all("event: done" in body and "status-complete" in body for body in bodies)
     assert Message.objects.filter(role="assistant", status=Message.Status.COMPLETE).count() == 3
+
+
+def test_open_streams_share_a_few_threads(asgi_server, user, conversation, fake_upstream):
+    # Django gives each request a thread of its own for its synchronous work, for as long as it is
+    # open: a waiting stream would keep one (about 100 KB each). chatter.threads shares a few.
+    from chatter.threads import STREAM_THREADS
+    from conversations.tests.factories import MessageFactory
+
+    fake_upstream.default_reply = FakeReply(hang_after=0)  # every reply waits for its first token
+    client = Client()
+    client.force_login(user)
+    cookie = client.cookies["sessionid"].value
+    port = urlsplit(asgi_server.url).port
+
+    def open_stream() -> socket.socket:
+        talk = ConversationFactory(user=user, model=conversation.model, system_prompt="")
+        MessageFactory(conversation=talk, content="wait with me")
+        reply = MessageFactory(conversation=talk, pending=True)
+        sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+        path = f"/c/{talk.public_id}/replies/{reply.pk}/stream/"
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: sessionid={cookie}\r\n\r\n".encode())
+        received = b""
+        while b": stream open" not in received:
+            chunk = sock.recv(4096)
+            assert chunk, received
+            received += chunk
+        return sock
+
+    def threads() -> int:
+        with open(f"/proc/{asgi_server.process.pid}/status") as status:
+            return int(next(line for line in status if line.startswith("Threads:")).split()[1])
+
+    def asked(count: int) -> None:
+        deadline = time.monotonic() + 60
+        while len(fake_upstream.chat_requests) < count:
+            assert time.monotonic() < deadline, "the replies' jobs never asked the upstream"
+            time.sleep(0.05)  # polling for the state "every job has asked", bounded by the deadline
+
+    warm = [open_stream() for _ in range(2)]  # the jobs' thread, the SDK's client, the resolver
+    asked(2)
+    before = threads()
+    opened = [open_stream() for _ in range(30)]
+    asked(32)
+    grown = threads() - before
+    for sock in warm + opened:
+        sock.close()
+
+    # A thread per stream would be 30 more; the shared ones, and the event loop's own few
+    # (resolving the upstream's address for its new connections), are fewer.
+    assert grown <= STREAM_THREADS + 6, grown
