@@ -508,9 +508,9 @@ async def _step_run(
     except lookups.LookupFailed as failure:
         step.status, step.error = "failed", failure.message
         logger.info("Lookup failed: kind=%s lookup=%s via=%s %s", failure.kind, step.kind, step.via, _log_fields(reply))
-    except (StopRequested, asyncio.CancelledError):
+    except StopRequested:
         raise
-    except Exception as error:
+    except Exception as error:  # a bug of ours (a parser, say): the model still answers
         logger.exception("Lookup failed on our side: error=%s %s", type(error).__name__, _log_fields(reply))
         step.status, step.error = "failed", "The lookup failed on our side."
     room.fit(step)
@@ -559,7 +559,7 @@ async def reply_stream(
             raise ModelUnusable(reason, kind=_unusable_kind(model))
         context = context or await context_build(reply=reply, model=model)
         messages, reply.context_omitted = list(context.messages), context.omitted
-        spoken = [message["content"] for message in messages if message["role"] not in ("system", "tool")]
+        spoken = [message["content"] for message in messages if message["role"] != "system"]
         first_question = spoken[0] if len(spoken) == 1 else None
         checkpoint = lambda: _checkpoint(reply, "".join(parts), steps)  # noqa: E731
         room = _Room(model=model, used=context.tokens)

@@ -385,3 +385,21 @@ async def test_a_lookup_is_cut_to_the_room_left_or_fails_when_there_is_none(chat
     assert tight.used <= budget
     assert tokens.message_tokens(role="system", content=steps[1].context_text(), encoding=encoding) <= 300
     assert steps[2].status == "failed" and steps[2].error == services.NO_ROOM and steps[2].sources == []
+
+
+async def test_a_lookup_that_breaks_on_our_side_fails_alone_and_the_model_still_answers(
+    client_in, conversation, fake_upstream, monkeypatch, caplog
+):
+    def broken(*, request):
+        raise RuntimeError("a parser's bug")
+
+    monkeypatch.setattr(services.lookups, "lookup_run", broken)
+    reply = await asked(conversation, "search for owls", Step(kind="search", query="owls"))
+    fake_upstream.script(FakeReply(text="Owls are birds."))
+
+    await read_all(client_in, reply)
+
+    saved = await reload(reply)
+    assert saved.status == Message.Status.COMPLETE and saved.content == "Owls are birds."
+    assert [(s.status, s.error) for s in saved.lookup_steps] == [("failed", "The lookup failed on our side.")]
+    assert any(r.getMessage().startswith("Lookup failed on our side: error=RuntimeError") for r in caplog.records)
