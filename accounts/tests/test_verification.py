@@ -106,6 +106,48 @@ def test_link_just_inside_its_lifetime_still_works(client, unverified_user, sett
     assert unverified_user.email_verified
 
 
+class SigningClock:
+    """Stands in for the `time` module that django.core.signing reads the time from: the
+    moment a link is signed, and the moment it is checked, are what the test sets."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def time(self) -> float:
+        return self.now
+
+
+HOUR = 60 * 60
+
+
+def link_emailed_at_sign_up(client) -> str:
+    response = client.post(
+        reverse("accounts:register"),
+        {"username": "newcomer", "email": "newcomer@example.com", "password1": "Tr1cky-Passw0rd!", "password2": "Tr1cky-Passw0rd!"},
+    )
+    assert response.status_code == 302
+    [message] = mail.outbox
+    assert "The link works for 48 hours." in message.body
+    return re.search(r"https?://\S+/verify/\S+", message.body).group(0)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("opened_after, verified", [(47 * HOUR + 59 * 60, True), (48 * HOUR + 1, False)])
+def test_the_emailed_link_works_for_48_hours_and_not_a_second_more(client, opened_after, verified):
+    clock = SigningClock(1_800_000_000.0)
+    with mock.patch("django.core.signing.time", clock):
+        link = link_emailed_at_sign_up(client)
+        clock.now += opened_after
+
+        response = client.get(link)
+
+    user = User.objects.get(username="newcomer")
+    assert user.email_verified is verified
+    if not verified:
+        assert response.status_code == 400
+        assert b"This link has expired" in response.content
+
+
 @pytest.mark.django_db
 @pytest.mark.parametrize(
     "tamper",

@@ -2,6 +2,7 @@ import html
 import re
 
 import pytest
+from bs4 import BeautifulSoup
 from django.core import mail
 from django.urls import reverse
 
@@ -119,7 +120,20 @@ def test_profile_shows_the_account(client, user):
     page = client.get(reverse("accounts:profile")).content.decode()
 
     assert user.email in page
-    assert "verified" in page
+    badge = BeautifulSoup(page, "html.parser").select_one("dd .badge")
+    assert (badge.text, badge["class"]) == ("verified", ["badge", "ok"])
+    assert "not verified" not in page
+
+
+@pytest.mark.django_db
+def test_profile_says_not_verified_for_an_address_not_yet_confirmed(client, unverified_user, settings):
+    settings.EMAIL_VERIFICATION_REQUIRED = False  # else the verify page is all such a user sees
+    client.force_login(unverified_user)
+
+    page = client.get(reverse("accounts:profile")).content.decode()
+
+    badge = BeautifulSoup(page, "html.parser").select_one("dd .badge")
+    assert (badge.text, badge["class"]) == ("not verified", ["badge", "warn"])
 
 
 @pytest.mark.django_db
