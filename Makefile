@@ -17,7 +17,7 @@ PYTHON ?= $(shell for p in python3.12 python3.13 python3.14 python3 \
 	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null \
 	&& { command -v $$p; break; }; done)
 
-.PHONY: run test test-unit test-browser setup admin clean vendor
+.PHONY: run test test-unit test-browser setup admin clean vendor mutants
 
 run: setup
 	$(PY) manage.py migrate --no-input -v 0
@@ -40,6 +40,29 @@ test-unit: setup
 # Browser tests run in their own pytest process: Playwright's sync API and async tests clash.
 test-browser: setup
 	$(VENV)/bin/pytest -m browser
+
+# Mutation testing (not in CI: it takes long). mutmut changes the rule modules one small change at a
+# time and runs the unit tests that call the changed function; each change they do not notice
+# is listed as survived. Settings in setup.cfg [mutmut]; how to read the list: docs/mutants.md.
+# The default modules take about half an hour here; pick others with e.g.
+# make mutants MODULES="conversations/forms.py conversations/models.py"
+MUTMUT_VERSION := 3.8.1
+MODULES ?= accounts/validators.py aimodels/validators.py accounts/forms.py aimodels/forms.py accounts/models.py conversations/context.py
+MUTANT_NAMES = $(foreach m,$(MODULES),'$(subst /,.,$(m:.py=)).*')
+MUTANT_PREFIXES = $(subst $(eval) ,|,$(foreach m,$(MODULES),$(subst .,\.,$(subst /,.,$(m:.py=)))))
+
+mutants: setup
+	@$(PY) -c 'import importlib.metadata as m, sys; sys.exit(m.version("mutmut") != "$(MUTMUT_VERSION)")' 2>/dev/null \
+		|| $(VENV)/bin/pip install -q mutmut==$(MUTMUT_VERSION)
+	@echo "mutmut over $(MODULES) (progress: mutants/run.log)"
+	@mkdir -p mutants && start=$$(date +%s) \
+	&& { CHATTER_ENV_FILE=$(CURDIR)/.env TIKTOKEN_CACHE_DIR=$(CURDIR)/.cache/tiktoken \
+		$(VENV)/bin/mutmut run $(MUTANT_NAMES) > mutants/run.log 2>&1 \
+		|| { tr '\r' '\n' < mutants/run.log | tail -40; echo "mutmut failed (see mutants/run.log)"; exit 1; }; } \
+	&& $(VENV)/bin/mutmut results | grep -E "^ +($(MUTANT_PREFIXES))\." > mutants/survivors.txt; \
+	cat mutants/survivors.txt; \
+	echo "$$(grep -c ': survived' mutants/survivors.txt) survived, $$(grep -vc ': survived' mutants/survivors.txt) other (not killed)" \
+		"in $$(( ($$(date +%s) - start) / 60 )) min; see a mutant's change: $(VENV)/bin/mutmut show <name>"
 
 setup: $(VENV)/.installed .env
 
