@@ -522,7 +522,9 @@ async def test_an_http_error_carries_its_status_code_and_request_id(fake_upstrea
 async def test_a_failure_mid_stream_carries_the_request_id_of_the_stream(
     fake_upstream, api_keys, settings, script, kind
 ):
-    settings.LLM_READ_TIMEOUT = 0.3
+    # The stream must start within the read timeout for its request id to be known (it starts in
+    # milliseconds; 5 s leaves a busy machine room); only the timeout case waits that long.
+    settings.LLM_READ_TIMEOUT = 5
     fake_upstream.script(script)
 
     failure = await failure_of(served_by(fake_upstream))

@@ -40,8 +40,9 @@ TIME_TOOL = {
     },
 }
 TOOLS = [WEATHER_TOOL, TIME_TOOL]
-# A client never waits long on the fake: a broken test fails instead of hanging.
-TIMEOUT = openai.Timeout(5, connect=2)
+# A client never waits forever on the fake: a broken test fails instead of hanging. Generous, as
+# the fake answers at once: only a test that breaks ever waits this long.
+TIMEOUT = openai.Timeout(30, connect=10)
 
 
 def async_openai(upstream: FakeUpstream, **kwargs) -> openai.AsyncOpenAI:
@@ -104,8 +105,10 @@ async def test_waits_before_the_first_chunk_and_between_chunks(fake_upstream):
         if chunk.choices and chunk.choices[0].delta.content:
             arrivals.append(time.perf_counter() - started)
 
-    assert arrivals[0] >= 0.2
-    assert arrivals[2] - arrivals[0] >= 0.15  # two delays of 0.1 s, less the jitter of arrival
+    # Lower bounds only, from before the request: nothing can arrive before the fake sent it, and
+    # a slow machine only makes it later. Without the waits, all three would come at once.
+    assert arrivals[0] >= 0.2  # the first delay
+    assert arrivals[2] >= 0.2 + 0.1 + 0.1  # then a delay before each later chunk
 
 
 @pytest.mark.asyncio
@@ -281,7 +284,9 @@ async def test_a_cut_close_delimited_stream_ends_silently_without_a_finish_reaso
 @pytest.mark.asyncio
 async def test_a_hanging_reply_times_the_client_out(fake_upstream):
     fake_upstream.script(FakeReply(hang_after=0))
-    client = async_openai(fake_upstream, timeout=openai.Timeout(0.3, connect=2))
+    # Short, and that is safe: the fake never answers, so however slow the machine the client
+    # times out, no sooner than this.
+    client = async_openai(fake_upstream, timeout=openai.Timeout(0.3, connect=10))
 
     started = time.perf_counter()
     with pytest.raises(openai.APITimeoutError):
@@ -293,7 +298,9 @@ async def test_a_hanging_reply_times_the_client_out(fake_upstream):
 @pytest.mark.asyncio
 async def test_a_stream_that_hangs_midway_times_out_after_the_first_chunks(fake_upstream):
     fake_upstream.script(FakeReply(text="one two three", hang_after=1))
-    client = async_openai(fake_upstream, timeout=openai.Timeout(0.3, connect=2))
+    # The first chunk must come within the read timeout (it comes in milliseconds; 5 s leaves a
+    # busy machine room), and the test then waits that long for the hang to time out.
+    client = async_openai(fake_upstream, timeout=openai.Timeout(5, connect=10))
     stream = await client.chat.completions.create(model="m", messages=MESSAGES, stream=True)
 
     received = []
@@ -373,7 +380,8 @@ def test_answers_404_for_unknown_paths(fake_upstream):
 def test_stop_returns_promptly_with_a_client_still_waiting():
     upstream = FakeUpstream().start()
     upstream.script(FakeReply(hang_after=0))
-    client = openai.OpenAI(base_url=upstream.openai_base_url, api_key="sk-test", max_retries=0, timeout=5)
+    # The client would wait a minute: only the fake's stop can end its call in time.
+    client = openai.OpenAI(base_url=upstream.openai_base_url, api_key="sk-test", max_retries=0, timeout=60)
     outcome = []
 
     def call() -> None:
@@ -384,13 +392,15 @@ def test_stop_returns_promptly_with_a_client_still_waiting():
 
     waiting = threading.Thread(target=call)
     waiting.start()
-    while not upstream.requests:
+    deadline = time.monotonic() + 30
+    while not upstream.requests:  # polling for the state "the request arrived", bounded by the deadline
+        assert time.monotonic() < deadline, "the request never reached the fake"
         time.sleep(0.01)
-    started = time.perf_counter()
+    started = time.monotonic()
     upstream.stop()
-    waiting.join(5)
+    waiting.join(30)
 
-    assert time.perf_counter() - started < 2
+    assert time.monotonic() - started < 30  # far less than the minute the client would have waited
     assert not waiting.is_alive()
     assert len(outcome) == 1 and not isinstance(outcome[0], openai.APITimeoutError)
     assert upstream.port is None

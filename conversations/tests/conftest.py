@@ -104,3 +104,27 @@ async def redis_relay(redis_url, monkeypatch):
     relay_swap(monkeypatch, new)
     yield new
     await new.aclose()
+
+
+@pytest.fixture
+def upstream_gate(monkeypatch):
+    """A gate the test opens: with it, a FakeReply's `hang_after=N` pauses the fake upstream after
+    N deltas until the test calls `upstream_gate.set()`, then the reply goes on to its end
+    (without it, the fake stays silent for good). So a test sees the reply mid-way for sure,
+    however slow the machine, instead of racing a reply that takes a few seconds."""
+    import asyncio
+    import threading
+    import time
+
+    from bench import fake_upstream as fake_upstream_module
+
+    gate = threading.Event()
+
+    async def paused() -> None:
+        deadline = time.monotonic() + 120  # a test that never opens the gate fails by its own timeout
+        while not gate.is_set() and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)  # polling for the state "opened", bounded by the deadline
+
+    monkeypatch.setattr(fake_upstream_module, "_hang", paused)
+    yield gate
+    gate.set()

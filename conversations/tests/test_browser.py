@@ -46,9 +46,11 @@ def _orm_beside_playwright():
         yield
 
 
-def test_send_and_watch_the_reply_stream_in(page: Page, asgi_server, browser_user, chat_model, fake_upstream, tmp_path):
+def test_send_and_watch_the_reply_stream_in(
+    page: Page, asgi_server, browser_user, chat_model, fake_upstream, upstream_gate, tmp_path
+):
     user = browser_user
-    fake_upstream.script(FakeReply(text=REPLY, delay=0.12))
+    fake_upstream.script(FakeReply(text=REPLY, hang_after=3))  # "Here is a", then it waits for the gate
     dialogs = []
     page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
     errors = []
@@ -72,6 +74,7 @@ def test_send_and_watch_the_reply_stream_in(page: Page, asgi_server, browser_use
     expect(streaming).to_contain_text("Here is")  # the first words, while the rest is on its way
     expect(page.get_by_role("button", name="Stop")).to_be_visible()
     page.screenshot(path=str(tmp_path / "streaming.png"))
+    upstream_gate.set()  # the rest of the reply
 
     final = page.locator("article.bubble.assistant.status-complete")
     expect(final).to_be_visible(timeout=15_000)
@@ -92,7 +95,7 @@ def test_send_and_watch_the_reply_stream_in(page: Page, asgi_server, browser_use
 
 def test_stop_then_retry_in_the_browser(page: Page, asgi_server, browser_user, chat_model, fake_upstream):
     fake_upstream.script(
-        FakeReply(text=" ".join(f"word{n}" for n in range(200)), delay=0.05),
+        FakeReply(text=" ".join(f"word{n}" for n in range(200)), hang_after=5),  # then silent till stopped
         FakeReply(text="A fresh **answer**."),
     )
     log_in(page, asgi_server, browser_user)
@@ -135,7 +138,7 @@ def test_the_box_counts_near_the_limit_and_refuses_more_without_cutting(page: Pa
 def test_send_becomes_stop_and_esc_stops_the_reply_keeping_what_is_typed(
     page: Page, asgi_server, browser_user, chat_model, fake_upstream, tmp_path
 ):
-    fake_upstream.script(FakeReply(text=" ".join(f"word{n}" for n in range(400)), delay=0.05))
+    fake_upstream.script(FakeReply(text=" ".join(f"word{n}" for n in range(400)), hang_after=5))  # then silent
     log_in(page, asgi_server, browser_user)
     box = page.get_by_label("Message")
     box.fill("Talk for a while")

@@ -14,7 +14,7 @@ from conversations.tests.test_browser_sidebar import SCREENS, watched  # noqa: F
 
 pytestmark = [pytest.mark.browser]
 
-LONG_REPLY = " ".join(f"word{n}" for n in range(400))  # 20 s at its pace: Esc comes long before the end
+LONG_REPLY = " ".join(f"word{n}" for n in range(400))
 NEUTRAL_BORDER = "rgb(221, 225, 232)"  # --line of the light theme (a failed reply's is --error, red)
 FOCUS_OUTSIDE_THE_PAGE = "!document.activeElement || document.activeElement === document.body"
 
@@ -107,7 +107,7 @@ def test_keys_only_pick_a_model_write_two_lines_send_keep_typing_and_stop_the_re
 ):
     page = watched
     page.emulate_media(color_scheme="light")
-    fake_upstream.script(FakeReply(text=LONG_REPLY, delay=0.05))
+    fake_upstream.script(FakeReply(text=LONG_REPLY, hang_after=5))  # five words, then silent until stopped
     open_by_keyboard(page, asgi_server, browser_user, trip)
     message, model = page.get_by_role("textbox", name="Message"), page.get_by_role("combobox", name="Model")
     composer = page.locator("#composer")

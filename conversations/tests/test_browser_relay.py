@@ -20,9 +20,11 @@ def reply_shown(page: Page):
 
 
 def test_a_reload_mid_reply_shows_the_text_so_far_then_the_rest(
-    page: Page, asgi_server, browser_user, chat_model, fake_upstream
+    page: Page, asgi_server, browser_user, chat_model, fake_upstream, upstream_gate
 ):
-    fake_upstream.script(FakeReply(text=INTRO + WORDS, delay=0.05))
+    reply = FakeReply(text=INTRO + WORDS)
+    reply.hang_after = reply.pieces().index(" w5") + 1  # up to w5, then it waits for the gate
+    fake_upstream.script(reply)
     log_in(page, asgi_server, browser_user)
     send(page, "Plan my week")
     expect(page.locator("#message-list .stream .content.plain")).to_contain_text("w5")
@@ -33,13 +35,16 @@ def test_a_reload_mid_reply_shows_the_text_so_far_then_the_rest(
     expect(live.locator(".content.markdown p")).to_have_text("First, the plan.")  # written before the reload
     expect(live.locator(".content.plain")).to_contain_text("w0 w1 w2 w3 w4 w5")
     page.screenshot(path=str(SCREENS / "reload-mid-reply.png"))
+    upstream_gate.set()  # the rest
     final = page.locator("article.bubble.assistant.status-complete .content.markdown")
     expect(final).to_have_text(f"First, the plan.\n{WORDS}", timeout=30_000)
     assert len(fake_upstream.chat_requests) == 1
 
 
-def test_a_closed_page_does_not_end_the_reply(page: Page, asgi_server, browser_user, chat_model, fake_upstream):
-    fake_upstream.script(FakeReply(text=WORDS, delay=0.05))
+def test_a_closed_page_does_not_end_the_reply(
+    page: Page, asgi_server, browser_user, chat_model, fake_upstream, upstream_gate
+):
+    fake_upstream.script(FakeReply(text=WORDS, hang_after=4))  # w0 to w3, then it waits for the gate
     log_in(page, asgi_server, browser_user)
     send(page, "Talk for a while")
     expect(page.locator("#message-list .stream .content.plain")).to_contain_text("w3")
@@ -49,6 +54,7 @@ def test_a_closed_page_does_not_end_the_reply(page: Page, asgi_server, browser_u
     page.close()
     reply = Message.objects.get(role="assistant")
     assert reply.status in Message.IN_PROGRESS
+    upstream_gate.set()  # the rest, written with no page open
     other.goto(url)
 
     expect(other.locator("article.bubble.assistant.status-complete .content.markdown")).to_have_text(WORDS, timeout=30_000)
@@ -60,7 +66,7 @@ def test_a_closed_page_does_not_end_the_reply(page: Page, asgi_server, browser_u
 def test_two_tabs_show_the_reply_live_and_either_can_stop_it(
     page: Page, asgi_server, browser_user, chat_model, fake_upstream
 ):
-    fake_upstream.script(FakeReply(text=WORDS, delay=0.1))
+    fake_upstream.script(FakeReply(text=WORDS, hang_after=5))  # then silent until stopped
     log_in(page, asgi_server, browser_user)
     send(page, "Count slowly")
     expect(page.locator("#message-list .stream .content.plain")).to_contain_text("w2")

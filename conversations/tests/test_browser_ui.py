@@ -194,7 +194,7 @@ def test_every_control_has_its_name(page: Page, asgi_server, browser_user, finis
 
 
 def test_the_reply_being_written_is_busy_and_stop_is_named(page: Page, asgi_server, browser_user, chat_model, fake_upstream):
-    fake_upstream.script(FakeReply(text=" ".join(f"word{n}" for n in range(300)), delay=0.05))
+    fake_upstream.script(FakeReply(text=" ".join(f"word{n}" for n in range(300)), hang_after=5))  # then silent
     log_in(page, asgi_server, browser_user)
 
     send(page, "Talk for a while")

@@ -182,8 +182,10 @@ FAILURES = {
 async def test_a_provider_failure_is_one_warning_with_its_cause_and_ids(
     client_in, reply, fake_upstream, settings, logs, script, endpoint, status, cause, has_request_id
 ):
-    if getattr(script, "hang_after", None) is not None:
-        settings.LLM_READ_TIMEOUT = 0.5  # only where a timeout is the point: a busy machine is slow
+    if getattr(script, "hang_after", None) == 0:
+        settings.LLM_READ_TIMEOUT = 0.5  # nothing ever comes: the timeout fires however slow the machine
+    elif getattr(script, "hang_after", None) is not None:
+        settings.LLM_READ_TIMEOUT = 5  # the first words must come in time (milliseconds); then it fires
     if script is not None:
         fake_upstream.script(script)
     if endpoint is not None:
