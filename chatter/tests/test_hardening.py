@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterable, Iterator
 from itertools import repeat
 from urllib.parse import urlencode
@@ -245,10 +246,11 @@ def http_exchange(port: int, head: bytes, body: Iterable[bytes] = ()) -> bytes:
                 sock.sendall(piece)
             except (BrokenPipeError, ConnectionResetError):
                 break
-        received = b""
+        received, deadline = b"", time.monotonic() + 30  # and each recv waits at most 30 s
         try:
-            while chunk := sock.recv(65536):
+            while chunk := sock.recv(65536):  # until the server closes the connection
                 received += chunk
+                assert time.monotonic() < deadline, f"the server never closed the connection: {received[:500]!r}"
         except ConnectionResetError:
             pass  # closed on what we sent and it did not read; what it answered was read first
         return received

@@ -45,7 +45,7 @@ def test_a_reply_written_on_one_worker_is_followed_and_stopped_on_another(
     workers, session, conversation, fake_upstream, redis_url
 ):
     writer, other = workers
-    fake_upstream.script(FakeReply(text=WORDS, delay=0.1))
+    fake_upstream.script(FakeReply(text=WORDS, hang_after=5))  # five words, then silent until stopped
     sent = session.post(f"{writer.url}/c/{conversation.public_id}/messages/", data={"content": "Talk a lot"})
     assert sent.status_code == 200
     path = re.search(r'sse-connect="([^"]+)"', sent.text).group(1)
@@ -53,23 +53,24 @@ def test_a_reply_written_on_one_worker_is_followed_and_stopped_on_another(
     with redis.Redis.from_url(redis_url) as client:  # the first worker has relayed a few events
         wait_for(lambda: client.xlen(f"chatter:reply:{reply.pk}") >= 3, what="three events in Redis")
 
-    raw, stopped_at, done_at = "", None, None
-    with session.get(f"{other.url}{path}", stream=True, timeout=30) as response:
+    raw, stopped, deadline = "", False, time.monotonic() + 60
+    with session.get(f"{other.url}{path}", stream=True, timeout=30) as response:  # 30 s: a deadline per read
         for chunk in response.iter_content(chunk_size=None, decode_unicode=True):
+            assert time.monotonic() < deadline, f"the reply never ended: {raw!r}"
             raw += chunk
-            if stopped_at is None and raw.count("event: delta") >= 3:
+            if not stopped and "event: tail" in raw:  # the text so far, from the relay
                 stop = session.post(f"{other.url}/c/{conversation.public_id}/replies/{reply.pk}/stop/")
                 assert stop.status_code == 204
-                stopped_at = time.monotonic()
+                stopped = True
             if "event: done" in raw:
-                done_at = time.monotonic()
                 break
 
     events = parse(raw)
     assert [name for name, *_ in events[:2]] == ["snapshot", "tail"]  # from the relay, from the start
     assert events[1][2] >= 3
-    assert stopped_at is not None and done_at is not None
-    assert done_at - stopped_at < 2.0  # the stop reached the writer on the other worker at once
+    # The stop reached the writer on the other worker (that it goes by pub/sub, not the database's
+    # flag, is shown in test_relay_redis with the flag never read).
+    assert stopped and "event: done" in raw
     reply.refresh_from_db()
     assert (reply.status, reply.error) == (Message.Status.INTERRUPTED, services.STOPPED)
     assert text_shown(events[:-1]) == reply.content  # every word, once, in order
