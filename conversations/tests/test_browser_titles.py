@@ -29,14 +29,15 @@ def titling_server(transactional_db, settings):
 
 
 def test_the_generated_title_replaces_the_first_words_without_a_reload(
-    page: Page, titling_server, browser_user, chat_model, fake_upstream
+    page: Page, titling_server, browser_user, chat_model, fake_upstream, upstream_gate
 ):
     problems: list[str] = []
     page.on("console", lambda message: message.type == "error" and problems.append(message.text))
     watches: list[str] = []
     page.on("request", lambda request: "/title/" in request.url and watches.append(request.url))
-    # The reply takes a while (the first words show meanwhile); then the title request is answered.
-    fake_upstream.script(FakeReply(text="Day one: the Louvre. Day two: Montmartre.", delay=0.2),
+    # The reply pauses after its first words until the test opens the gate; then the title
+    # request is answered.
+    fake_upstream.script(FakeReply(text="Day one: the Louvre. Day two: Montmartre.", hang_after=2),
                          FakeReply(text='"Three Days in Paris."'))
     log_in(page, titling_server, browser_user)
     page.evaluate("window.sameDocument = true")  # gone if the page reloads
@@ -46,6 +47,7 @@ def test_the_generated_title_replaces_the_first_words_without_a_reload(
     header, rows = page.locator("#chat-title h1"), page.locator("#conversation-list .item-title")
     expect(page.locator("article.bubble.assistant .stream .content.plain")).to_contain_text("Day one")
     expect(header).to_have_text(QUESTION)  # the first words, while the reply is written
+    upstream_gate.set()  # the rest of the reply
     expect(page.locator("article.bubble.assistant.status-complete")).to_be_visible(timeout=15_000)
     expect(header).to_have_text("Three Days in Paris", timeout=15_000)
     expect(rows).to_have_text(["Three Days in Paris"])
