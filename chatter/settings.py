@@ -96,7 +96,9 @@ def database_from_env(env: environ.Env) -> dict:
     database = env.db_url("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")
     conn_max_age = env.int("CONN_MAX_AGE", default=0)
     if database["ENGINE"] == "django.db.backends.sqlite3":
-        database["CONN_MAX_AGE"] = conn_max_age
+        # The worker's few request threads (chatter/threads.py) each keep a connection between
+        # requests: opening one (and setting it up) costs more than most of a request's queries.
+        database["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=600)
         # WAL lets readers carry on while a reply is written; wait rather than fail on a lock.
         database["OPTIONS"] = {
             "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",

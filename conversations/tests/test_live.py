@@ -199,7 +199,6 @@ def test_pages_following_replies_hold_no_database_connection(transactional_db, s
 def test_open_streams_share_a_few_threads(asgi_server, user, conversation, fake_upstream):
     # Django gives each request a thread of its own for its synchronous work, for as long as it is
     # open: a waiting stream would keep one (about 100 KB each). chatter.threads shares a few.
-    from chatter.threads import STREAM_THREADS
     from conversations.tests.factories import MessageFactory
 
     fake_upstream.default_reply = FakeReply(hang_after=0)  # every reply waits for its first token
@@ -244,4 +243,4 @@ def test_open_streams_share_a_few_threads(asgi_server, user, conversation, fake_
 
     # A thread per stream would be 30 more; the shared ones, and the event loop's own few
     # (resolving the upstream's address for its new connections), are fewer.
-    assert grown <= STREAM_THREADS + 6, grown
+    assert grown <= django_settings.SYNC_VIEWS_AT_ONCE + 6, grown
