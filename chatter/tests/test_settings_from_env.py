@@ -127,6 +127,18 @@ DEFAULTS = {
     "WEB_LOOKUPS": True,
     "GENERATED_TITLES": True,
     "LOOKUP_ALLOWED_NETWORKS": [],
+    "CONN_MAX_AGE": 600,  # on SQLite (DATABASES["default"])
+    "AXES_FAILURE_LIMIT": 5,
+    "AXES_IP_USERNAME_LIMIT": 20,
+    "RATE_LIMIT_EMAILS_PER_ADDRESS": "5/h",
+    "RATE_LIMIT_ACTIONS_PER_IP": "20/h",
+    "SEND_RATE_PER_USER": "20/m",
+    "REPLIES_AT_ONCE_PER_USER": 2,
+    "MESSAGE_MAX_LENGTH": 32_000,
+    "REQUEST_BODY_MAX_BYTES": 400_384,
+    "TASKS": {"default": {"BACKEND": "django_tasks_local.ThreadPoolBackend"}},
+    "SEARCH_URL": "https://html.duckduckgo.com/html/?q={query}",
+    "WEATHER_URL": "https://wttr.in/{place}?format=j1",
 }
 
 
@@ -135,7 +147,8 @@ def defaults(tmp_path_factory) -> dict:
     """The settings of a server started without these variables (one process for them all)."""
     code = (
         "from django.conf import settings\n"
-        f"out = {{name: getattr(settings, name, None) for name in {list(DEFAULTS)!r}}}"
+        f"out = {{name: getattr(settings, name, None) for name in {list(DEFAULTS)!r}}}\n"
+        "out['CONN_MAX_AGE'] = settings.DATABASES['default']['CONN_MAX_AGE']"
     )
     return run(code, DATABASE_URL=f"sqlite:///{tmp_path_factory.mktemp('db') / 'unused.sqlite3'}")
 

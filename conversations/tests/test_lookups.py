@@ -722,6 +722,12 @@ def test_https_certificate_for_another_name_is_refused(tls_server, fake_dns, hos
 # --- time and size ------------------------------------------------------------------------------
 
 
+def test_the_limits_are_those_the_readme_names():
+    # The tests around here shorten or use these; a change of the values themselves shows here.
+    assert (lookups.CONNECT_TIMEOUT, lookups.READ_TIMEOUT) == (3, 10)  # seconds
+    assert lookups.MAX_BYTES == 2 * 1024 * 1024 and lookups.MAX_REDIRECTS == 3
+
+
 def test_server_that_never_answers_times_out(server, monkeypatch):
     monkeypatch.setattr(lookups, "READ_TIMEOUT", 0.5)
     failed = failure(lambda: lookup_page(url=server.url("/stall-headers")))

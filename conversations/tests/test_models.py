@@ -62,6 +62,12 @@ def test_a_reply_is_abandoned_after_12_seconds_without_a_checkpoint(conversation
     assert (reply.display_status == Message.Status.INTERRUPTED) is stale
 
 
+def test_a_writer_looks_for_a_stop_in_the_database_twice_a_second():
+    # README: Stop arrives "within half a second through the database, which the reply's writer
+    # checks twice a second" (test_relay: a stop only the database knows ends the reply).
+    assert services.STOP_POLL_SECONDS == 0.5
+
+
 def test_a_dead_writer_is_seen_within_15_seconds_and_a_live_one_never():
     # The last checkpoint can come just before the worker dies; a page (following on the relay,
     # or reading checkpoints) looks again within its interval after the reply turns stale.
