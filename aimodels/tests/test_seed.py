@@ -43,6 +43,7 @@ def test_a_fresh_install_gets_the_openai_models_with_gpt_4o_mini_as_default():
     assert [m.name for m in AIModel.objects.filter(is_default=True)] == ["gpt-4o-mini"]
     assert models["o1"].is_reasoning and not models["gpt-4o"].is_reasoning
     assert all(m.api_key_env == "OPENAI_API_KEY" and m.is_active for m in models.values())
+    assert all(m.supports_tools for m in models.values())  # README: the seeded OpenAI models get the lookups as tools
     assert "AI models: 3 created, 0 updated, 0 unchanged, 0 kept." in out
 
 

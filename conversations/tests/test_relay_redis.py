@@ -53,6 +53,11 @@ def relay_records(caplog) -> list[logging.LogRecord]:
     return [r for r in caplog.records if r.name == "conversations.relay" and r.levelno >= logging.WARNING]
 
 
+def test_a_replys_events_are_capped_near_10000_and_kept_60_seconds_after_it_ends():
+    # README, "Workers". The tests below shorten or read these values (the cap, the time kept).
+    assert (relay_module.MAXLEN, relay_module.KEEP_SECONDS) == (10_000, 60)
+
+
 def test_redis_url_chooses_the_relay():
     assert isinstance(relay_for(""), LocalRelay)
     chosen = relay_for("redis://127.0.0.1:1/0")  # nothing is connected until it is used
