@@ -157,3 +157,13 @@ def defaults(tmp_path_factory) -> dict:
 def test_the_readmes_defaults(defaults, name):
     # The README's configuration table: what a server gets when the variable is not set.
     assert defaults[name] == DEFAULTS[name]
+
+
+def test_a_server_without_a_secret_key_refuses_to_start():
+    env = production_env(DJANGO_SETTINGS_MODULE="chatter.settings")
+    env.pop("SECRET_KEY")
+    code = "import django; django.setup(); print('started')"
+    result = subprocess.run([sys.executable, "-c", code], cwd=BASE_DIR, env=env, capture_output=True, text=True, timeout=120)
+
+    assert result.returncode != 0 and "started" not in result.stdout
+    assert "Set the SECRET_KEY environment variable" in result.stderr
