@@ -237,7 +237,7 @@ async def test_a_key_missing_on_the_server_is_one_warning(client_in, reply, fake
 
 # Not the provider's doing: INFO at most ------------------------------------------------------
 async def test_stop_pressed_by_the_user_is_info_not_a_warning(client_in, reply, fake_upstream, logs):
-    fake_upstream.script(FakeReply(text=" ".join(f"w{n}" for n in range(40)), delay=0.1))
+    fake_upstream.script(FakeReply(text=" ".join(f"w{n}" for n in range(40)), hang_after=5))  # then silent
     response = await client_in.get(stream_url(reply))
     deltas, stopped = 0, None
     async for chunk in response.streaming_content:
@@ -278,7 +278,7 @@ async def test_a_closed_tab_is_no_failure_the_reply_goes_on(client_in, reply, fa
 
 
 async def test_a_server_stopping_mid_reply_is_a_warning_and_keeps_the_text(client_in, reply, fake_upstream, logs):
-    fake_upstream.script(FakeReply(text=" ".join(f"w{n}" for n in range(40)), delay=0.1))
+    fake_upstream.script(FakeReply(text=" ".join(f"w{n}" for n in range(40)), hang_after=5))  # then silent
     response = await client_in.get(stream_url(reply))
     async for chunk in response.streaming_content:
         if b"event: delta" in chunk:

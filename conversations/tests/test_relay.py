@@ -85,11 +85,16 @@ async def test_every_event_carries_its_number_in_order(client_in, turn, fake_ups
     assert events[-1][0] == "done"
 
 
-async def test_a_page_opened_mid_reply_gets_the_text_so_far_then_the_rest(client_in, turn, fake_upstream):
-    fake_upstream.script(FakeReply(text="First paragraph.\n\n" + WORDS, delay=0.03))
+async def test_a_page_opened_mid_reply_gets_the_text_so_far_then_the_rest(
+    client_in, turn, fake_upstream, upstream_gate
+):
+    fake_upstream.script(FakeReply(text="First paragraph.\n\n" + WORDS, hang_after=10))  # then the gate
     first, first_chunks = await read(await open_stream(client_in, turn), until=8)
 
-    second, _ = await read(await open_stream(client_in, turn))  # e.g. a reload, or another tab
+    # e.g. a reload, or another tab, while the reply is surely being written
+    second, second_chunks = await read(await open_stream(client_in, turn), until=1)
+    upstream_gate.set()  # the rest of the reply
+    second += parse("".join([chunk.decode() async for chunk in second_chunks]))
     rest_of_first = parse("".join([chunk.decode() async for chunk in first_chunks]))
 
     assert [name for name, *_ in second[:2]] == ["snapshot", "tail"]  # what was written, at once
@@ -122,7 +127,7 @@ async def test_a_last_event_id_that_is_not_ours_starts_from_the_beginning(client
 
 async def test_stop_reaches_the_job_through_the_relay_at_once(client_in, turn, fake_upstream, monkeypatch):
     monkeypatch.setattr(services, "STOP_POLL_SECONDS", 3600)  # the database's flag is never looked at
-    fake_upstream.script(FakeReply(text=WORDS, delay=0.05))
+    fake_upstream.script(FakeReply(text=WORDS, hang_after=5))  # five words, then silent until stopped
     response = await open_stream(client_in, turn)
     chunks, raw = aiter(response.streaming_content), ""
     async for chunk in chunks:
@@ -140,12 +145,15 @@ async def test_stop_reaches_the_job_through_the_relay_at_once(client_in, turn, f
     assert parse(raw)[-1][0] == "done"
 
 
-async def test_a_stop_only_the_database_knows_ends_the_replies_it_names(client_in, turn, fake_upstream, monkeypatch):
+async def test_a_stop_only_the_database_knows_ends_the_replies_it_names(
+    client_in, turn, fake_upstream, monkeypatch, upstream_gate
+):
     # Stop pressed on a worker this relay does not reach: only the database's flag says so. One
     # look at the flags serves every reply written here.
     monkeypatch.setattr(services, "STOP_POLL_SECONDS", 0.02)
     other = await sync_to_async(MessageFactory)(conversation=turn.conversation, pending=True)
-    fake_upstream.script(*(FakeReply(text=WORDS, delay=0.1) for _ in range(2)))
+    # Both pause after five words until the gate opens: the stop lands while both are written.
+    fake_upstream.script(*(FakeReply(text=WORDS, hang_after=5) for _ in range(2)))
     streams = [aiter((await open_stream(client_in, reply)).streaming_content) for reply in (turn, other)]
     for chunks in streams:
         raw = ""
@@ -156,6 +164,7 @@ async def test_a_stop_only_the_database_knows_ends_the_replies_it_names(client_i
 
     await Message.objects.filter(pk=turn.pk).aupdate(stop_requested=True)  # as the other worker's stop view
     rest = "".join([chunk.decode() async for chunk in streams[0]])
+    upstream_gate.set()  # the other reply goes on to its end
 
     assert parse(rest)[-1][0] == "done"
     saved = await reload(turn)

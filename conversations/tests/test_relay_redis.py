@@ -129,7 +129,7 @@ async def test_a_stop_asked_on_another_worker_reaches_the_writer_through_pub_sub
     client_in, turn, fake_upstream, redis_relay, redis_url, monkeypatch, how
 ):
     monkeypatch.setattr(services, "STOP_POLL_SECONDS", 3600)  # the database's flag is never looked at
-    fake_upstream.script(FakeReply(text=LONGER, delay=0.05))
+    fake_upstream.script(FakeReply(text=LONGER, hang_after=5))  # five words, then silent until stopped
     response = await open_stream(client_in, turn)
     chunks = aiter(response.streaming_content)
     raw = await read_until(chunks, "", lambda raw: raw.count("event: delta") >= 3)
@@ -239,8 +239,8 @@ def private_redis():
 
 @pytest.mark.asyncio
 @pytest.mark.usefixtures("close_thread_connections")
-async def test_redis_stopping_mid_reply_loses_nothing(client_in, turn, fake_upstream, monkeypatch, caplog):
-    fake_upstream.script(FakeReply(text=LONGER, delay=0.1))
+async def test_redis_stopping_mid_reply_loses_nothing(client_in, turn, fake_upstream, monkeypatch, caplog, upstream_gate):
+    fake_upstream.script(FakeReply(text=LONGER, hang_after=5))  # five words, then it waits for the gate
     with private_redis() as (server, url):
         relay = RedisRelay(url)
         relay_swap(monkeypatch, relay)
@@ -251,6 +251,7 @@ async def test_redis_stopping_mid_reply_loses_nothing(client_in, turn, fake_upst
 
             server.terminate()  # Redis goes away while the reply is written
             await asyncio.to_thread(server.wait, 10)
+            upstream_gate.set()  # the rest of the reply
             raw += "".join([chunk.decode() async for chunk in chunks])
         finally:
             await relay.aclose()
