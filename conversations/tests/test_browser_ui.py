@@ -237,11 +237,12 @@ def test_scrolling_up_stops_following_and_jump_to_newest_brings_the_end_back(
 
 @pytest.mark.parametrize("ending", ["finishes", "stops", "fails"])
 def test_the_list_goes_to_the_end_when_the_reply_ends(
-    page: Page, asgi_server, browser_user, chat_model, fake_upstream, ending
+    page: Page, asgi_server, browser_user, chat_model, fake_upstream, upstream_gate, ending
 ):
-    reply = FakeReply(text=LONG, delay=0.02)
+    # Up to "line 30", then the reply waits for the gate: the list is scrolled up mid-reply for sure.
+    reply = FakeReply(text=LONG, hang_after=62)
     if ending == "fails":
-        reply = FakeReply(text=LONG, delay=0.02, error_after=200)
+        reply = FakeReply(text=LONG, hang_after=62, error_after=200)
     fake_upstream.script(reply)
     log_in(page, asgi_server, browser_user)
     send(page, "Count")
@@ -251,6 +252,8 @@ def test_the_list_goes_to_the_end_when_the_reply_ends(
 
     if ending == "stops":
         page.locator("#composer").get_by_role("button", name="Stop").click()
+    else:
+        upstream_gate.set()  # the rest: to its end, or to the error
     ended = {
         "finishes": "article.bubble.assistant.status-complete",
         "stops": "article.bubble.assistant .note.stopped",
