@@ -454,13 +454,16 @@ async def test_anonymous_stream_is_redirected_to_login(async_client, turn):
     assert response["Location"].startswith(reverse("login"))
 
 
-async def test_a_reply_whose_conversation_is_deleted_meanwhile_ends_quietly(client_in, turn, fake_upstream, caplog):
+async def test_a_reply_whose_conversation_is_deleted_meanwhile_ends_quietly(
+    client_in, turn, fake_upstream, caplog, upstream_gate
+):
     _, reply = turn
-    fake_upstream.script(FakeReply(text=" ".join(f"w{n}" for n in range(20)), delay=0.05))
+    fake_upstream.script(FakeReply(text=" ".join(f"w{n}" for n in range(20)), hang_after=3))  # then the gate
     reading = asyncio.create_task(read_all(client_in, reply))
     await reloaded_when(reply, lambda saved: saved.status == Message.Status.STREAMING)
 
-    await reply.conversation.adelete()
+    await reply.conversation.adelete()  # while the reply is surely being written
+    upstream_gate.set()  # the rest of it
     await reading
 
     assert not await Message.objects.filter(pk=reply.pk).aexists()
