@@ -14,6 +14,7 @@ import itertools
 import json
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -38,7 +39,7 @@ from aimodels.services import (
 )
 from conversations import lookups, tokens
 from chatter.db import connection_release
-from conversations.context import DEFAULT_MARGIN, ContextTooLong, select_context
+from conversations.context import DEFAULT_MARGIN, ContextPlan, ContextTooLong, select_context
 from conversations.markdown import MarkdownBlocks, render_markdown
 from conversations.models import STOPPED, Conversation, Message, Step
 from conversations.relay import relay
@@ -201,36 +202,36 @@ async def context_build(*, reply: Message, model: AIModel) -> Context:
     return await sync_to_async(context_read)(reply=reply, model=model)
 
 
+# Messages read at a time, newest first, while choosing a context: a long conversation is read
+# back only as far as the model's window reaches (and counted beyond it), not whole.
+CONTEXT_CHUNK = 500
+
+
 def context_read(*, reply: Message, model: AIModel) -> Context:
     """The messages to send for `reply` and how many older ones were left out. Chooses from the
-    stored token counts (one query), then loads the text of the kept messages only (another).
-    Nothing is tokenized here. A reply's lookups go in as the messages before it; a lookup the
-    reply is about to make gets LOOKUP_RESERVE_TOKENS of room where the window has it. Raises
-    ContextTooLong when even the last message does not fit, and ConversationDeleted when no
-    message comes before the reply (its conversation is gone)."""
+    stored token counts, read newest first CONTEXT_CHUNK at a time until the window is full (one
+    query for most conversations; a long one adds a query per chunk and one to count the rest),
+    then loads the text of the kept messages only (another query). Nothing is tokenized here.
+    A reply's lookups go in as the messages before it; a lookup the reply is about to make gets
+    LOOKUP_RESERVE_TOKENS of room where the window has it. Raises ContextTooLong when even the
+    last message does not fit, and ConversationDeleted when no message comes before the reply
+    (its conversation is gone)."""
     sent_before = Q(role=Message.Role.USER) | Q(role=Message.Role.ASSISTANT, status__in=USABLE)
-    history = (
-        Message.objects.filter(sent_before, conversation_id=reply.conversation_id, pk__lt=reply.pk)
-        .order_by("created_at", "pk")
-        .values_list("pk", "token_count")
-    )
-    counted = [(pk, count or 0) for pk, count in history]
-    if not counted:  # a reply always follows its question: the conversation was deleted meanwhile
-        raise ConversationDeleted
-    reserves = (LOOKUP_RESERVE_TOKENS, 0) if reply.steps else (0,)
-    for reserve in reserves:
-        try:
-            plan = select_context(
-                system_tokens=reply.conversation.system_prompt_tokens + reserve,
-                history=counted,
-                context_window=model.context_window,
-                max_completion_tokens=model.max_completion_tokens,
-                margin=DEFAULT_MARGIN,
-            )
+    # In the order they were written (a message's id; the page's order of creation times is the same).
+    history_rows = Message.objects.filter(sent_before, conversation_id=reply.conversation_id).order_by("-pk")
+    counted: list[tuple[int, int]] = []  # oldest first, as select_context wants them
+    older_than = reply.pk
+    while True:
+        chunk = list(history_rows.filter(pk__lt=older_than).values_list("pk", "token_count")[:CONTEXT_CHUNK])
+        counted[:0] = [(pk, count or 0) for pk, count in reversed(chunk)]
+        whole = len(chunk) < CONTEXT_CHUNK  # nothing older is left to read
+        if not counted:  # a reply always follows its question: the conversation was deleted meanwhile
+            raise ConversationDeleted
+        plan, reserve = _context_plan(reply, model, counted)
+        if plan.omitted or whole:
             break
-        except ContextTooLong:
-            if reserve == reserves[-1]:
-                raise
+        older_than = counted[0][0]
+    omitted = plan.omitted if whole else plan.omitted + history_rows.filter(pk__lt=counted[0][0]).count()
     kept = Message.objects.filter(pk__in=plan.keys).values_list("pk", "role", "content", "steps")
     texts = {pk: (role, content, steps) for pk, role, content, steps in kept}
     system_prompt = reply.conversation.system_prompt
@@ -241,7 +242,25 @@ def context_read(*, reply: Message, model: AIModel) -> Context:
         role, content, steps = texts[pk]
         messages += [{"role": "system", "content": Step.from_json(step).context_text()} for step in steps or ()]
         messages.append({"role": role, "content": content})
-    return Context(messages, plan.omitted, plan.total_tokens - reserve)
+    return Context(messages, omitted, plan.total_tokens - reserve)
+
+
+def _context_plan(reply: Message, model: AIModel, counted: list[tuple[int, int]]) -> tuple[ContextPlan, int]:
+    """select_context for these messages, with room kept for the reply's pending lookup when the
+    window has it (else without): the plan and the room kept."""
+    def plan(reserve: int) -> tuple[ContextPlan, int]:
+        return select_context(
+            system_tokens=reply.conversation.system_prompt_tokens + reserve,
+            history=counted,
+            context_window=model.context_window,
+            max_completion_tokens=model.max_completion_tokens,
+            margin=DEFAULT_MARGIN,
+        ), reserve
+
+    if reply.steps:
+        with suppress(ContextTooLong):
+            return plan(LOOKUP_RESERVE_TOKENS)
+    return plan(0)
 
 
 def _context_or_none(reply: Message) -> Context | None:
