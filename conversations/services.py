@@ -232,7 +232,8 @@ def context_read(*, reply: Message, model: AIModel) -> Context:
             break
         older_than = counted[0][0]
     omitted = plan.omitted if whole else plan.omitted + history_rows.filter(pk__lt=counted[0][0]).count()
-    kept = Message.objects.filter(pk__in=plan.keys).values_list("pk", "role", "content", "steps")
+    # The kept are the newest: all those sent from the first kept on (not a list of ids to match).
+    kept = history_rows.filter(pk__gte=plan.keys[0], pk__lt=reply.pk).values_list("pk", "role", "content", "steps")
     texts = {pk: (role, content, steps) for pk, role, content, steps in kept}
     system_prompt = reply.conversation.system_prompt
     messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
