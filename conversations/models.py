@@ -280,7 +280,8 @@ class Message(models.Model):
     IN_PROGRESS = (Status.PENDING, Status.STREAMING)
     RETRYABLE = (Status.INTERRUPTED, Status.FAILED)
 
-    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
+    # Indexed with the id (Meta.indexes), which serves the foreign key as well.
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages", db_index=False)
     role = models.CharField(max_length=10, choices=Role)
     content = models.TextField(blank=True)
     content_html = models.TextField(
@@ -313,7 +314,10 @@ class Message(models.Model):
 
     class Meta:
         ordering = ["created_at", "pk"]
-        indexes = [models.Index(fields=["conversation", "created_at"])]
+        indexes = [
+            models.Index(fields=["conversation", "created_at"]),  # the page, newest first
+            models.Index(fields=["conversation", "id"]),  # the context, read back from the newest
+        ]
 
     def __str__(self) -> str:
         return f"{self.role}: {self.content[:40]}"
