@@ -6,6 +6,7 @@ from datetime import timedelta
 import pytest
 from axes.models import AccessAttempt
 from django.conf import settings
+from django.core import mail
 from django.core.exceptions import ValidationError
 from django.urls import reverse
 
@@ -176,3 +177,88 @@ def test_the_link_for_a_long_address_stays_short_and_still_names_the_user():
 
     assert len(token) < 150
     assert User.from_verification_token(token) == user
+
+
+# accounts.views ------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_the_notice_to_a_taken_address_links_to_this_site_in_full(client):
+    UserFactory(email="ada@example.com")
+    mail.outbox.clear()
+
+    client.post(
+        reverse("accounts:register"),
+        {"username": "ada2", "email": "ada@example.com", "password1": "Analytical-Engine-1843",
+         "password2": "Analytical-Engine-1843"},
+    )
+
+    [notice] = mail.outbox
+    assert f"http://testserver{reverse('login')}" in notice.body
+    assert f"http://testserver{reverse('password_reset')}" in notice.body
+
+
+@pytest.mark.django_db
+def test_the_notice_sent_when_a_correction_names_a_taken_address_links_to_this_site_in_full(client, settings):
+    settings.EMAIL_VERIFICATION_REQUIRED = True
+    UserFactory(email="owner@example.com")
+    client.force_login(UserFactory(unverified=True))
+    mail.outbox.clear()
+
+    client.post(reverse("accounts:verify_email_change"), {"email": "owner@example.com"})
+
+    [notice] = mail.outbox
+    assert notice.to == ["owner@example.com"]
+    assert f"http://testserver{reverse('login')}" in notice.body
+
+
+@pytest.mark.django_db
+def test_the_lockout_page_offers_the_login_form_again_with_the_username_filled_in(client):
+    user = UserFactory()
+    for _ in range(settings.AXES_FAILURE_LIMIT):
+        response = client.post(reverse("login"), {"username": user.username, "password": "wrong"})
+
+    assert response.status_code == 429
+    page = response.content.decode()
+    assert f'name="username" value="{user.username}"' in page
+    assert 'name="password"' in page
+    assert 'name="csrfmiddlewaretoken"' in page  # rendered with the request: the form can be sent
+
+
+@pytest.mark.django_db
+def test_the_account_page_shows_the_settings_form_and_the_usage_period(client, user):
+    client.force_login(user)
+
+    response = client.get(reverse("accounts:profile"))
+
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert 'name="default_system_prompt"' in page
+    assert "Usage in the last 30 days" in page
+
+
+@pytest.mark.django_db
+def test_saved_settings_say_so_and_refused_ones_answer_422(client, user):
+    client.force_login(user)
+
+    saved = client.post(reverse("accounts:profile"), {"default_system_prompt": "Be brief."}, follow=True)
+    refused = client.post(reverse("accounts:profile"), {"default_system_prompt": "x" * 8001})
+
+    assert saved.status_code == 200
+    assert [str(m) for m in saved.context["messages"]] == ["Your settings are saved."]
+    assert refused.status_code == 422
+    user.refresh_from_db()
+    assert user.default_system_prompt == "Be brief."
+
+
+@pytest.mark.django_db
+def test_the_waiting_page_counts_down_to_the_next_link(client, settings):
+    settings.EMAIL_VERIFICATION_REQUIRED = True
+    user = UserFactory(unverified=True)
+    client.force_login(user)
+    assert user.claim_verification_send()
+
+    page = client.get(reverse("accounts:verify_email_pending")).content.decode()
+
+    assert 'id="resend-wait" data-countdown="' in page
+
