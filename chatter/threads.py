@@ -3,16 +3,16 @@
 Under ASGI, Django gives every request a thread of its own for its synchronous work (its
 database queries, its view when the view is sync), created at the first such call and ended
 with the request. That costs a thread's start, and a database connection opened and closed, per
-request; and a stream stays open as long as its reply is written, mostly waiting, and its thread
-with it: about 100 KB each (bench/idle_streams.py), for the two or three short calls a stream
-makes. Here each request runs in a context whose thread-sensitive calls go to one of a few
-threads (SYNC_VIEWS_AT_ONCE: as many as the sync views that may run at once), each running one
-call at a time, as a request's own thread does
-(asgiref's ThreadSensitiveContext with an executor; Django's own context inside it then uses
-it). A request takes the least busy thread, so one that waits long in its thread (for a
-database lock, say) holds up none that come after it. The threads keep their database connections between
-requests where Django is told to (CONN_MAX_AGE, SQLite); on PostgreSQL each request gives its
-connection back to the pool. A stream's calls give theirs back before it waits (views.reply_stream).
+request; and a stream stays open as long as its reply is written, mostly waiting, and its
+thread with it: about 100 KB each (bench/idle_streams.py), for the two or three short calls a
+stream makes. Here each request runs in a context whose thread-sensitive calls go to one of a
+few threads (SYNC_VIEWS_AT_ONCE: as many as the sync views that may run at once), each running
+one call at a time, as a request's own thread does (asgiref's ThreadSensitiveContext with an
+executor; Django's own context inside it then uses it). A request takes the least busy thread,
+so one that waits long in its thread (for a database lock, say) holds up none that come after
+it. The threads keep their database connections between requests where Django is told to
+(CONN_MAX_AGE, SQLite); on PostgreSQL each request gives its connection back to the pool. A
+stream's calls give theirs back before it waits (views.reply_stream).
 """
 
 from concurrent.futures import Future, ThreadPoolExecutor
