@@ -44,7 +44,7 @@ test-browser: setup
 # Mutation testing (not in CI: it takes long). mutmut changes the rule modules one small change at a
 # time and runs the unit tests that call the changed function; each change they do not notice
 # is listed as survived. Settings in setup.cfg [mutmut]; how to read the list: docs/mutants.md.
-# The default modules take about half an hour here; pick others with e.g.
+# The default modules take about 20 minutes here; pick others (docs/mutants.md lists them) with e.g.
 # make mutants MODULES="conversations/forms.py conversations/models.py"
 MUTMUT_VERSION := 3.8.1
 MODULES ?= accounts/validators.py aimodels/validators.py accounts/forms.py aimodels/forms.py accounts/models.py conversations/context.py
