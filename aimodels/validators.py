@@ -3,6 +3,7 @@
 
 import ipaddress
 import re
+import unicodedata
 from datetime import date
 from urllib.parse import urlsplit
 
@@ -98,8 +99,8 @@ def validate_api_endpoint(value: str) -> None:
 
 
 def validate_plain_text(value: str) -> None:
-    """No control characters other than tab and line breaks."""
-    if any(ord(c) < 32 and c not in "\t\n\r" or ord(c) == 127 for c in value):
+    """No control characters (Unicode's Cc: C0, DEL and C1) other than tab and line breaks."""
+    if any(unicodedata.category(c) == "Cc" and c not in "\t\n\r" for c in value):
         raise ValidationError("Use plain text without control characters.", code="control_characters")
 
 

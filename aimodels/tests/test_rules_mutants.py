@@ -112,12 +112,12 @@ def test_a_refused_value_that_may_be_a_key_comes_back_empty(field, typed):
     assert form[field].value() == ""
 
 
-@pytest.mark.parametrize("text", ["bell\x07", "nul\x00", "delete\x7f", "escape\x1b[0m"])
+@pytest.mark.parametrize("text", ["bell\x07", "nul\x00", "delete\x7f", "escape\x1b[0m", "next line\x85", "C1 escape\x9b31m"])
 def test_control_characters_are_refused_with_the_rule(text):
     assert refusal(validate_plain_text, text) == ("control_characters", "Use plain text without control characters.")
 
 
-@pytest.mark.parametrize("text", ["tab\tnew line\ncarriage return\r", "café ~ €"])
+@pytest.mark.parametrize("text", ["tab\tnew line\ncarriage return\r", "café ~ €", "no-break\xa0space"])
 def test_tabs_line_breaks_and_printable_characters_are_plain_text(text):
     assert validate_plain_text(text) is None
 
