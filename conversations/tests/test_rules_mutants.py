@@ -38,3 +38,39 @@ def test_zero_is_a_count(zero):
     plan = select_context(**FITTING | {zero: 0})
 
     assert plan.keys == (0,)
+
+
+# MessageForm: a new conversation's instructions take their share of the model's window ----------
+@pytest.fixture
+def small_model(db):
+    from aimodels.tests.factories import AIModelFactory
+
+    # Room for messages: 1,200 - 100 - 256 (margin) - 3 (reply priming) = 841 tokens.
+    return AIModelFactory(api_key_env="", context_window=1_200, max_completion_tokens=100, is_default=True)
+
+
+def new_conversation_form(model, content: str, system_prompt: str):
+    from accounts.tests.factories import UserFactory
+    from conversations.forms import MessageForm
+
+    data = {"content": content, "model": model.pk, "system_prompt": system_prompt}
+    return MessageForm(data, user=UserFactory())
+
+
+def test_a_new_conversations_instructions_leave_less_room_for_its_first_message(small_model):
+    from conversations import tokens
+
+    encoding = tokens.encoding_for(small_model.deployment_name)
+    message = ("word " * 400).strip()  # about 400 tokens: fits alone
+    prompt = "Answer as a pirate would. " * 80  # about 560 tokens: together they do not
+    needed = tokens.message_tokens(role="user", content=message, encoding=encoding)
+    prompt_tokens = tokens.message_tokens(role="system", content=prompt.strip(), encoding=encoding)
+    assert needed <= 841 < needed + prompt_tokens  # the case this test is about
+
+    assert new_conversation_form(small_model, message, "").is_valid()
+    refused = new_conversation_form(small_model, message, prompt)
+    assert not refused.is_valid()
+    assert refused.errors["content"] == [
+        f"This message is {needed:,} tokens; {small_model.name} accepts at most {841 - prompt_tokens:,} "
+        "in one message. Shorten it or split it up."
+    ]
