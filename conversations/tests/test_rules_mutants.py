@@ -74,3 +74,70 @@ def test_a_new_conversations_instructions_leave_less_room_for_its_first_message(
         f"This message is {needed:,} tokens; {small_model.name} accepts at most {841 - prompt_tokens:,} "
         "in one message. Shorten it or split it up."
     ]
+
+
+# SystemPromptForm: instructions fit the model's window with room for a message and its reply ---
+PROMPT = ("Answer briefly, in plain words, and say when you are unsure. " * 30).strip()
+
+
+def prompt_form(model, text: str = PROMPT):
+    from conversations.forms import SystemPromptForm
+    from conversations.tests.factories import ConversationFactory
+
+    return SystemPromptForm({"system_prompt": text}, instance=ConversationFactory(model=model, system_prompt=""))
+
+
+def prompt_tokens(model) -> int:
+    from conversations import tokens
+
+    return tokens.message_tokens(role="system", content=PROMPT, encoding=tokens.encoding_for(model.deployment_name))
+
+
+def window_with_room_for(count: int, completion: int) -> int:
+    """The context window that leaves exactly `count` tokens for the instructions."""
+    from conversations.context import DEFAULT_MARGIN
+    from conversations.forms import SHORTEST_MESSAGE_TOKENS
+    from conversations.tokens import REPLY_PRIMING
+
+    return count + completion + DEFAULT_MARGIN + REPLY_PRIMING + SHORTEST_MESSAGE_TOKENS
+
+
+@pytest.mark.django_db
+def test_instructions_that_fill_the_room_exactly_are_kept_and_one_token_more_is_refused_with_the_numbers():
+    from aimodels.tests.factories import AIModelFactory
+
+    count = prompt_tokens(AIModelFactory.build())
+    model = AIModelFactory(api_key_env="", max_completion_tokens=100, context_window=window_with_room_for(count, 100))
+
+    assert prompt_form(model).is_valid()
+
+    model.context_window -= 1
+    model.save()
+    refused = prompt_form(model)
+    assert not refused.is_valid()
+    error = refused.errors.as_data()["system_prompt"][0]
+    assert error.code == "too_long"
+    assert error.messages == [
+        f"This system prompt is {count:,} tokens; {model.name} leaves room for at most {count - 1:,} "
+        "beside a message and its reply. Shorten it."
+    ]
+
+
+@pytest.mark.django_db
+def test_a_model_with_no_room_at_all_says_at_most_zero():
+    from aimodels.tests.factories import AIModelFactory
+
+    model = AIModelFactory(api_key_env="", max_completion_tokens=100, context_window=200)  # room below 0
+    refused = prompt_form(model)
+    assert not refused.is_valid()
+    assert "leaves room for at most 0 beside" in refused.errors["system_prompt"][0]
+
+
+# ConversationSearchForm: a cursor past any date is refused with the rule --------------------------
+def test_a_cursor_past_any_date_is_refused_as_not_a_place_in_the_list():
+    from conversations.forms import ConversationSearchForm
+
+    form = ConversationSearchForm({"cursor": f"{'9' * 18}-5"})  # some 31,000 years on
+    assert not form.is_valid()
+    error = form.errors.as_data()["cursor"][0]
+    assert (error.code, error.messages) == ("invalid", ["Not a place in the list."])
