@@ -94,11 +94,12 @@ def database_from_env(env: environ.Env) -> dict:
     CONN_MAX_AGE (persistent connections, which Django refuses with a pool) must be 0 there:
     any other value is refused here, by name, rather than by Django inside the first request."""
     database = env.db_url("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")
-    conn_max_age = env.int("CONN_MAX_AGE", default=0)
-    if database["ENGINE"] == "django.db.backends.sqlite3":
-        # The worker's few request threads (chatter/threads.py) each keep a connection between
-        # requests: opening one (and setting it up) costs more than most of a request's queries.
-        database["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=600)
+    sqlite = database["ENGINE"] == "django.db.backends.sqlite3"
+    # On SQLite the worker's few request threads (chatter/threads.py) each keep a connection
+    # between requests: opening one (and setting it up) costs more than most of a request's queries.
+    conn_max_age = env.int("CONN_MAX_AGE", default=600 if sqlite else 0)
+    if sqlite:
+        database["CONN_MAX_AGE"] = conn_max_age
         # WAL lets readers carry on while a reply is written; wait rather than fail on a lock.
         database["OPTIONS"] = {
             "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
