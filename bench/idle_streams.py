@@ -110,13 +110,13 @@ def replies_make(user, model, count: int) -> list[str]:
     conversations = Conversation.objects.bulk_create(
         [Conversation(user=user, model=model, title="idle") for _ in range(count)]
     )
-    rows = []
-    for conversation in conversations:
-        rows += [Message(conversation=conversation, role="user", content="Tell me something.", token_count=12),
-                 Message(conversation=conversation, role="assistant", status="pending", model=model)]
-    Message.objects.bulk_create(rows)
-    return [f"/c/{conversation.public_id}/replies/{reply.pk}/stream/"
-            for conversation, reply in zip(conversations, rows[1::2], strict=True)]
+    questions = Message.objects.bulk_create(
+        [Message(conversation=c, role="user", content="Tell me something.", token_count=12) for c in conversations]
+    )
+    replies = Message.objects.bulk_create(
+        [Message(conversation=q.conversation, parent=q, role="assistant", status="pending", model=model) for q in questions]
+    )
+    return [f"/c/{reply.conversation.public_id}/replies/{reply.pk}/stream/" for reply in replies]
 
 
 async def stream_open(port: int, path: str, session: str) -> Stream:

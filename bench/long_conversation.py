@@ -206,6 +206,8 @@ class Texts:
 def conversation_build(user, model, size: int, texts: Texts):
     """A conversation of `size` messages, alternating user and assistant (bulk_create), the
     newest last, 30 s apart."""
+    from django.db.models import OuterRef, Subquery
+
     from conversations.models import Conversation, Message
 
     conversation = Conversation.objects.create(user=user, model=model, title=f"{size:,} messages")
@@ -226,6 +228,9 @@ def conversation_build(user, model, size: int, texts: Texts):
                                 token_count=count, status="complete", model=model, usage=usage, created_at=created))
         prompt += rows[-1].token_count
     Message.objects.bulk_create(rows, batch_size=1000)
+    # One branch: each message follows the one before it (as the migration to the tree made them).
+    before = Message.objects.filter(conversation=conversation, pk__lt=OuterRef("pk")).order_by("-pk")
+    Message.objects.filter(conversation=conversation).update(parent_id=Subquery(before.values("pk")[:1]))
     return conversation
 
 
@@ -295,8 +300,12 @@ def context_measure(conversation, models, samples: int) -> list[dict]:
     from conversations.models import Message
     from conversations.services import context_read
 
-    question = Message.objects.create(conversation=conversation, role="user", content="And what would you do next?")
-    reply = Message.objects.create(conversation=conversation, role="assistant", status="pending", model=conversation.model)
+    question = Message.objects.create(
+        conversation=conversation, parent=conversation.branch_end(), role="user", content="And what would you do next?"
+    )
+    reply = Message.objects.create(
+        conversation=conversation, parent=question, role="assistant", status="pending", model=conversation.model
+    )
     reply = Message.objects.select_related("conversation", "model").get(pk=reply.pk)  # as the job loads it
     figures = []
     try:

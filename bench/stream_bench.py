@@ -132,8 +132,10 @@ def prepare(env: dict[str, str], upstream: FakeUpstream, replies: int) -> tuple[
     paths = []
     for n in range(replies):
         conversation = Conversation.objects.create(user=user, model=model, title=f"bench {n}")
-        Message.objects.create(conversation=conversation, role="user", content="Tell me something.")
-        reply = Message.objects.create(conversation=conversation, role="assistant", status="pending", model=model)
+        question = Message.objects.create(conversation=conversation, role="user", content="Tell me something.")
+        reply = Message.objects.create(
+            conversation=conversation, parent=question, role="assistant", status="pending", model=model
+        )
         paths.append(f"/c/{conversation.public_id}/replies/{reply.pk}/stream/")
     return session, paths
 

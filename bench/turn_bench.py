@@ -57,8 +57,10 @@ def pending_reply() -> str:
 
     conversation = Conversation.objects.filter(title__startswith="send").first()
     conversation = Conversation.objects.create(user=conversation.user, model=conversation.model, title="stream")
-    Message.objects.create(conversation=conversation, role="user", content="Tell me something.")
-    reply = Message.objects.create(conversation=conversation, role="assistant", status="pending", model=conversation.model)
+    question = Message.objects.create(conversation=conversation, role="user", content="Tell me something.")
+    reply = Message.objects.create(
+        conversation=conversation, parent=question, role="assistant", status="pending", model=conversation.model
+    )
     return f"/c/{conversation.public_id}/replies/{reply.pk}/stream/"
 
 

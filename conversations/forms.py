@@ -5,7 +5,7 @@ from typing import NamedTuple
 from django import forms
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, Q
+from django.db.models import Count, Q, Subquery
 
 from aimodels.models import AIModel
 from conversations import lookups, tokens
@@ -205,10 +205,13 @@ class MessageForm(forms.Form):
             conversation.model = model  # the conversation's last model, preselected next time
             conversation.save(update_fields=["model", "updated_at"])
         question = Message.objects.create(
-            conversation=conversation, role=Message.Role.USER, content=content, token_count=self.token_count
+            # After the branch's last message, read in the insert itself (no query of its own).
+            conversation=conversation, parent_id=Subquery(conversation.branch().order_by("-pk").values("pk")[:1]),
+            role=Message.Role.USER, content=content, token_count=self.token_count,
         )
         reply = Message.objects.create(
             conversation=conversation,
+            parent=question,
             role=Message.Role.ASSISTANT,
             status=Message.Status.PENDING,
             model=model,
@@ -226,7 +229,7 @@ class EarlierMessagesForm(forms.Form):
 
     def __init__(self, *args, conversation: Conversation, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["before"].queryset = conversation.messages.only("pk", "created_at")
+        self.fields["before"].queryset = conversation.branch().only("pk", "created_at")
 
 
 class LookupsForm(forms.ModelForm):

@@ -1,11 +1,12 @@
 import re
+import secrets
 import uuid
 from dataclasses import asdict, dataclass, field, fields
 from datetime import timedelta
 from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.db import connections, models
+from django.db import connections, models, transaction
 from django.db.models import Count, Exists, F, OuterRef, Q, Subquery, Sum, Value
 from django.db.models.fields.json import KT
 from django.db.models.functions import Cast, Coalesce, Replace
@@ -194,6 +195,13 @@ class Conversation(models.Model):
     system_prompt_tokens = models.PositiveIntegerField(
         default=0, editable=False, help_text="Tokens of the system prompt as a message, counted when it is saved."
     )
+    pinned_at = models.DateTimeField(
+        null=True, blank=True, help_text="Pinned by its user (first in the sidebar) since then; empty when not pinned."
+    )
+    archived_at = models.DateTimeField(
+        null=True, blank=True,
+        help_text="Archived by its user since then (out of the sidebar, in the Archived list); empty when not archived.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -226,6 +234,15 @@ class Conversation(models.Model):
     def title_from(self, text: str) -> str:
         line = " ".join(text.split())
         return line if len(line) <= TITLE_LENGTH else line[: TITLE_LENGTH - 1].rstrip() + "…"
+
+    def branch(self) -> "MessageQuerySet":
+        """The messages of the active branch (the one the page shows, the context follows and
+        exports hold), in the order they were written."""
+        return self.messages.filter(active=True)
+
+    def branch_end(self) -> "Message | None":
+        """The last message of the active branch (None for a conversation with no message)."""
+        return self.branch().order_by("-pk").first()
 
 
 class MessageQuerySet(models.QuerySet):
@@ -282,6 +299,22 @@ class Message(models.Model):
 
     # Indexed with the id (Meta.indexes), which serves the foreign key as well.
     conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages", db_index=False)
+    # The conversation is a tree: a message follows its parent (None: the first message). Messages
+    # with the same parent are versions of each other (a regenerated reply, an edited question).
+    parent = models.ForeignKey(
+        "self", on_delete=models.CASCADE, null=True, blank=True, related_name="children",
+        help_text="The message this one follows (empty for a first message). Messages with the same parent are "
+        "versions of one another.",
+    )
+    active = models.BooleanField(
+        default=True, editable=False,
+        help_text="On the active branch: shown on the page, sent as the next reply's context, exported.",
+    )
+    chosen = models.BooleanField(
+        default=True, editable=False,
+        help_text="The version shown among its siblings; kept while its branch is not shown, so that moving back "
+        "to the branch returns to it.",
+    )
     role = models.CharField(max_length=10, choices=Role)
     content = models.TextField(blank=True)
     content_html = models.TextField(
@@ -317,6 +350,8 @@ class Message(models.Model):
         indexes = [
             models.Index(fields=["conversation", "created_at"]),  # the page, newest first
             models.Index(fields=["conversation", "id"]),  # the context, read back from the newest
+            # The active branch of a conversation with many versions, read without the others.
+            models.Index(fields=["conversation", "id"], condition=Q(active=True), name="message_branch_idx"),
         ]
 
     def __str__(self) -> str:
@@ -375,3 +410,72 @@ class Message(models.Model):
     @property
     def display_status(self) -> str:
         return self.Status.INTERRUPTED if self.is_stale else self.status
+
+    # The tree: versions and branches ------------------------------------------------------------
+
+    def versions(self) -> "MessageQuerySet":
+        """This message and its siblings (the same parent), oldest first: its versions."""
+        return Message.objects.filter(conversation_id=self.conversation_id, parent_id=self.parent_id).order_by("pk")
+
+    @transaction.atomic
+    def show(self) -> None:
+        """Make this version the one shown: it becomes the chosen one among its siblings, and the
+        active branch runs through it, then down the versions chosen below it (those shown when
+        its branch was last shown). Only a version of a message on the active branch can be shown
+        (its parent is on the branch, or it is a first message)."""
+        # One change of branch at a time in a conversation (a lock on PostgreSQL; SQLite has one writer).
+        Conversation.objects.select_for_update().filter(pk=self.conversation_id).exists()
+        rows = Message.objects.filter(conversation_id=self.conversation_id)
+        if self.parent_id is not None and not rows.filter(pk=self.parent_id, active=True).exists():
+            raise ValueError("Only a version of a message on the active branch can be shown.")
+        siblings = rows.filter(parent_id=self.parent_id)
+        siblings.exclude(pk=self.pk).filter(chosen=True).update(chosen=False)
+        # The branch from the sibling shown until now on: its messages have larger ids than the
+        # sibling's, and every message above the sibling has a smaller one.
+        if (shown := siblings.filter(active=True).order_by("pk").values_list("pk", flat=True).first()) is not None:
+            rows.filter(active=True, pk__gte=shown).update(active=False)
+        below: dict[int, int] = {}  # a message -> its chosen child, among those after this one
+        for pk, parent_id in rows.filter(pk__gt=self.pk, chosen=True).values_list("pk", "parent_id"):
+            below.setdefault(parent_id, pk)
+        branch = [self.pk]
+        while branch[-1] in below:
+            branch.append(below[branch[-1]])
+        for start in range(0, len(branch), BRANCH_UPDATE_CHUNK):
+            rows.filter(pk__in=branch[start : start + BRANCH_UPDATE_CHUNK]).update(active=True, chosen=True)
+        self.active = self.chosen = True
+
+    def version_add(self, **fields) -> "Message":
+        """A new version of this message (a sibling), with `fields`, shown at once: the branch
+        now ends with it. The old version and everything after it are kept."""
+        version = Message.objects.create(
+            conversation_id=self.conversation_id, parent_id=self.parent_id, active=False, chosen=False, **fields
+        )
+        version.show()
+        return version
+
+
+BRANCH_UPDATE_CHUNK = 500  # ids in one UPDATE when a branch is shown (SQLite caps a query's parameters)
+
+
+def share_token() -> str:
+    return secrets.token_urlsafe(24)
+
+
+class Share(models.Model):
+    """A read-only snapshot of a conversation's active branch, as it was when shared, at an
+    unguessable address that needs no login. Revoked by deleting it; deleted with its conversation."""
+
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="shares")
+    token = models.CharField(max_length=64, unique=True, default=share_token, editable=False)
+    title = models.CharField(max_length=200)
+    messages = models.JSONField(
+        default=list,
+        help_text="The snapshot: the branch's finished messages, each {role, content, model, created_at}.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.title or "Shared conversation"

@@ -218,7 +218,10 @@ def context_read(*, reply: Message, model: AIModel) -> Context:
     (its conversation is gone)."""
     sent_before = Q(role=Message.Role.USER) | Q(role=Message.Role.ASSISTANT, status__in=USABLE)
     # In the order they were written (a message's id; the page's order of creation times is the same).
-    history_rows = Message.objects.filter(sent_before, conversation_id=reply.conversation_id).order_by("-pk")
+    # The reply's branch: the active one, which a reply being written is on (no branch changes meanwhile).
+    history_rows = Message.objects.filter(
+        sent_before, conversation_id=reply.conversation_id, active=True
+    ).order_by("-pk")
     counted: list[tuple[int, int]] = []  # oldest first, as select_context wants them
     older_than = reply.pk
     while True:

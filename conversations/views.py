@@ -54,7 +54,7 @@ class MessagePage:
 
     @cached_property
     def _page(self) -> tuple[list[Message], str | None]:
-        rows = self.conversation.messages.select_related("model")
+        rows = self.conversation.branch().select_related("model")
         if self.before is not None:
             rows = rows.earlier_than(self.before)
         items = list(rows.newest_first()[: MESSAGE_PAGE_SIZE + 1])
@@ -216,7 +216,7 @@ def reply_stop(request: HttpRequest, public_id: UUID, pk: int) -> HttpResponse:
 @require_POST
 def reply_retry(request: HttpRequest, public_id: UUID, pk: int) -> HttpResponse:
     reply = _reply_for(request, public_id, pk)
-    is_last = not reply.conversation.messages.filter(pk__gt=reply.pk).exists()
+    is_last = reply.active and not reply.conversation.branch().filter(pk__gt=reply.pk).exists()
     retryable = Q(status__in=Message.RETRYABLE) | Q(
         status__in=Message.IN_PROGRESS, updated_at__lt=timezone.now() - STALE_STREAM
     )

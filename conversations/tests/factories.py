@@ -19,6 +19,8 @@ class MessageFactory(factory.django.DjangoModelFactory):
         model = Message
 
     conversation = factory.SubFactory(ConversationFactory)
+    # After the last message of the conversation's active branch, as a message sent in the app.
+    parent = factory.LazyAttribute(lambda message: message.conversation.branch_end())
     role = Message.Role.USER
     content = factory.Sequence(lambda n: f"Message number {n}")
     status = Message.Status.COMPLETE
