@@ -32,7 +32,8 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import path, reverse
 from django.utils import timezone
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 from django.utils.text import Truncator
 
 from accounts.admin import StaffAccessMixin
@@ -198,19 +199,21 @@ class MessageDisplayMixin:
 
 
 class NewestMessagesFormSet(BaseInlineFormSet):
-    """The newest INLINE_MESSAGES messages of the conversation, oldest of them first."""
+    """The newest INLINE_MESSAGES messages of the conversation's shown branch, oldest of them
+    first, each with its place among its versions."""
 
     def get_queryset(self):
         if not hasattr(self, "_newest"):
-            newest = super().get_queryset().order_by("-created_at", "-pk")[:INLINE_MESSAGES]
+            newest = super().get_queryset().filter(active=True).order_by("-created_at", "-pk")[:INLINE_MESSAGES]
             self._newest = list(reversed(newest))
+            Message.versions_mark(self._newest)
         return self._newest
 
 
 class MessageInline(ReadOnlyMixin, MessageDisplayMixin, admin.TabularInline):
     model = Message
     formset = NewestMessagesFormSet
-    fields = ("created_at", "role", "status", "model", "excerpt", "error_excerpt", "prompt_tokens",
+    fields = ("created_at", "role", "status", "model", "excerpt", "version", "error_excerpt", "prompt_tokens",
               "completion_tokens")
     readonly_fields = fields
     show_change_link = True
@@ -222,11 +225,16 @@ class MessageInline(ReadOnlyMixin, MessageDisplayMixin, admin.TabularInline):
 
     def get_formset(self, request: HttpRequest, obj=None, **kwargs):
         if obj is not None:
-            total = obj.messages.count()
-            if total > INLINE_MESSAGES:
-                # Per request: the admin makes a new inline instance for each one.
-                self.verbose_name_plural = f"messages (the newest {INLINE_MESSAGES} of {total:,})"
+            # Per request: the admin makes a new inline instance for each one.
+            total = obj.branch().count()
+            newest = f"the newest {INLINE_MESSAGES} of {total:,}, " if total > INLINE_MESSAGES else ""
+            self.verbose_name_plural = f"messages ({newest}on the branch its user sees)"
         return super().get_formset(request, obj, **kwargs)
+
+    @admin.display(description="Version")
+    def version(self, message: Message) -> str:
+        count = getattr(message, "version_count", 1)
+        return f"{message.version_number} of {count}" if count > 1 else "the only one"
 
 
 # Conversations ------------------------------------------------------------------------------
@@ -326,16 +334,56 @@ class ConversationAdmin(ReadOnlyMixin, admin.ModelAdmin):
 class MessageAdmin(ReadOnlyMixin, MessageDisplayMixin, admin.ModelAdmin):
     list_display = ("created_at", "user", "conversation_link", "role", "status", "model", "excerpt",
                     "prompt_tokens", "completion_tokens", "error_excerpt")
-    list_filter = (MessageUserFilter, MessageConversationFilter, "status", "role", "model", "created_at")
+    list_filter = (MessageUserFilter, MessageConversationFilter, "active", "status", "role", "model", "created_at")
     search_fields = ("content", "error", "conversation__title", "conversation__user__username")
     search_help_text = "Text, error, conversation title or user name."
     list_select_related = ("conversation__user", "model")
     date_hierarchy = "created_at"
     fields = ("conversation", "user", "role", "status", "model", "content", "error", "prompt_tokens",
               "completion_tokens", "usage", "token_count", "context_omitted", "steps", "stop_requested", "created_at",
-              "updated_at")
+              "updated_at", "on_branch", "parent_link", "versions_list", "follow_ups")
     readonly_fields = fields
     actions = None
+
+    @admin.display(description="On the shown branch", boolean=True)
+    def on_branch(self, message: Message) -> bool:
+        return message.active
+
+    @admin.display(description="Follows")
+    def parent_link(self, message: Message) -> str:
+        if message.parent_id is None:
+            return "Nothing: a first message"
+        return self._links([message.parent], current=None)
+
+    @admin.display(description="Versions (the same parent)")
+    def versions_list(self, message: Message) -> str:
+        versions = list(message.versions())
+        return self._links(versions, current=message) if len(versions) > 1 else "This is the only version"
+
+    @admin.display(description="Followed by (its versions)")
+    def follow_ups(self, message: Message) -> str:
+        children = list(message.children.order_by("pk"))
+        return self._links(children, current=None) if children else "Nothing yet"
+
+    def _links(self, messages: list[Message], *, current: Message | None) -> str:
+        """Each message as a link to its page, with its place, role, status, whether it is shown
+        (on the branch) or chosen (the version its branch returns to), and the start of its text."""
+        return format_html_join(
+            mark_safe("<br>"),
+            '{}<a href="{}">#{} {}, {}</a>{}: {}',
+            (
+                (
+                    "▶ " if message == current else "",
+                    reverse("admin:conversations_message_change", args=[message.pk]),
+                    message.pk,
+                    message.role,
+                    message.status,
+                    " (shown)" if message.active else " (chosen)" if message.chosen else "",
+                    Truncator(message.content).chars(EXCERPT),
+                )
+                for message in messages
+            ),
+        )
 
     @admin.display(description="User", ordering="conversation__user__username")
     def user(self, message: Message) -> str:

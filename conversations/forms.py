@@ -188,7 +188,16 @@ class MessageForm(forms.Form):
     @transaction.atomic
     def save(self) -> tuple[Message, Message]:
         """Commit the user's message (and a new conversation) and the pending reply."""
-        content = self.cleaned_data["content"]
+        conversation, model = self._conversation_saved()
+        question = Message.objects.create(
+            # After the branch's last message, read in the insert itself (no query of its own).
+            conversation=conversation, parent_id=Subquery(conversation.branch().order_by("-pk").values("pk")[:1]),
+            role=Message.Role.USER, content=self.cleaned_data["content"], token_count=self.token_count,
+        )
+        return question, self._reply_add(question, model)
+
+    def _conversation_saved(self) -> tuple[Conversation, AIModel]:
+        """The conversation (created, for a first message) and the model that will answer."""
         conversation = self.conversation
         model = self.cleaned_data["model"] or conversation.model
         if conversation is None:
@@ -198,27 +207,70 @@ class MessageForm(forms.Form):
                 system_prompt=self.cleaned_data["system_prompt"],
                 web_lookups=self.cleaned_data.get("web_lookups", False),
             )
-            conversation.title = conversation.title_from(content)
+            conversation.title = conversation.title_from(self.cleaned_data["content"])
             conversation.save()
             self.conversation = conversation
         else:
             conversation.model = model  # the conversation's last model, preselected next time
             conversation.save(update_fields=["model", "updated_at"])
-        question = Message.objects.create(
-            # After the branch's last message, read in the insert itself (no query of its own).
-            conversation=conversation, parent_id=Subquery(conversation.branch().order_by("-pk").values("pk")[:1]),
-            role=Message.Role.USER, content=content, token_count=self.token_count,
+        return conversation, model
+
+    def _reply_fields(self, model: AIModel) -> dict:
+        """A pending reply by `model`, with the lookup the message asks for (run by the reply's
+        job before the model is asked)."""
+        steps = [Step(kind=self.lookup.kind, query=self.lookup.query).as_json()] if self.lookup else []
+        return {"role": Message.Role.ASSISTANT, "status": Message.Status.PENDING, "model": model, "steps": steps}
+
+    def _reply_add(self, question: Message, model: AIModel) -> Message:
+        return Message.objects.create(conversation=question.conversation, parent=question, **self._reply_fields(model))
+
+
+class _VersionForm(MessageForm):
+    """A new version of a message on the active branch (see Message.version_add), checked as a
+    sent message is: the model usable, no reply being written here, the rate of replies, the
+    question fitting the model's window."""
+
+    def __init__(self, *args, message: Message, **kwargs) -> None:
+        super().__init__(*args, conversation=message.conversation, **kwargs)
+        self.message = message
+
+    def clean(self) -> dict:
+        if not self.message.active:
+            raise forms.ValidationError(
+                "That message is no longer on the conversation's shown branch. Reload the page.", code="off_branch"
+            )
+        return super().clean()
+
+
+class ReplyRegenerateForm(_VersionForm):
+    """Regenerate a reply: its question asked again, of the model chosen (the conversation's
+    by default), for a new version of the reply beside the old one."""
+
+    def __init__(self, data, *, reply: Message, **kwargs) -> None:
+        data = {"content": reply.parent.content if reply.parent else "", "model": data.get("model", "")}
+        super().__init__(data, message=reply, **kwargs)
+
+    @transaction.atomic
+    def save(self) -> Message:
+        _, model = self._conversation_saved()
+        return self.message.version_add(**self._reply_fields(model))
+
+
+class MessageEditForm(_VersionForm):
+    """A user's message changed and sent again: a new version of it (a new branch from its
+    parent) and its pending reply. The old message and all that followed it are kept."""
+
+    def __init__(self, *args, message: Message, **kwargs) -> None:
+        kwargs.setdefault("auto_id", f"edit-{message.pk}-%s")  # unique in the page, beside the composer
+        super().__init__(*args, message=message, initial={"content": message.content}, **kwargs)
+
+    @transaction.atomic
+    def save(self) -> tuple[Message, Message]:
+        _, model = self._conversation_saved()
+        question = self.message.version_add(
+            role=Message.Role.USER, content=self.cleaned_data["content"], token_count=self.token_count
         )
-        reply = Message.objects.create(
-            conversation=conversation,
-            parent=question,
-            role=Message.Role.ASSISTANT,
-            status=Message.Status.PENDING,
-            model=model,
-            # The lookup the message asks for: run by the reply's job before the model is asked.
-            steps=[Step(kind=self.lookup.kind, query=self.lookup.query).as_json()] if self.lookup else [],
-        )
-        return question, reply
+        return question, self._reply_add(question, model)
 
 
 class EarlierMessagesForm(forms.Form):

@@ -45,6 +45,10 @@ STEP_QUERY_SHOWN = 100  # characters of a query or URL in that line
 LOOKUP_FAILED = "chatter tried to look up {query} on the web for this message, but it failed: {error} Answer without it."
 
 
+class NotOnBranch(Exception):
+    """A version shown whose parent is not on the active branch (the page was out of date)."""
+
+
 @dataclass
 class Step:
     """One web lookup of a reply (Message.steps holds them, as JSON): asked for by the user's
@@ -271,6 +275,12 @@ class MessageQuerySet(models.QuerySet):
             Q(created_at__lt=message.created_at) | Q(created_at=message.created_at, pk__lt=message.pk)
         )
 
+    def from_on(self, message: "Message") -> "MessageQuerySet":
+        """`message` and the messages after it in the conversation's order (the complement of earlier_than)."""
+        return self.filter(
+            Q(created_at__gt=message.created_at) | Q(created_at=message.created_at, pk__gte=message.pk)
+        )
+
     def replying(self) -> "MessageQuerySet":
         """Replies being asked for or written right now (not those left behind by a dead worker)."""
         return self.filter(
@@ -307,11 +317,11 @@ class Message(models.Model):
         "versions of one another.",
     )
     active = models.BooleanField(
-        default=True, editable=False,
+        "on the shown branch", default=True, editable=False,
         help_text="On the active branch: shown on the page, sent as the next reply's context, exported.",
     )
     chosen = models.BooleanField(
-        default=True, editable=False,
+        "chosen version", default=True, editable=False,
         help_text="The version shown among its siblings; kept while its branch is not shown, so that moving back "
         "to the branch returns to it.",
     )
@@ -427,7 +437,7 @@ class Message(models.Model):
         Conversation.objects.select_for_update().filter(pk=self.conversation_id).exists()
         rows = Message.objects.filter(conversation_id=self.conversation_id)
         if self.parent_id is not None and not rows.filter(pk=self.parent_id, active=True).exists():
-            raise ValueError("Only a version of a message on the active branch can be shown.")
+            raise NotOnBranch
         siblings = rows.filter(parent_id=self.parent_id)
         siblings.exclude(pk=self.pk).filter(chosen=True).update(chosen=False)
         # The branch from the sibling shown until now on: its messages have larger ids than the
@@ -443,6 +453,28 @@ class Message(models.Model):
         for start in range(0, len(branch), BRANCH_UPDATE_CHUNK):
             rows.filter(pk__in=branch[start : start + BRANCH_UPDATE_CHUNK]).update(active=True, chosen=True)
         self.active = self.chosen = True
+
+    @staticmethod
+    def versions_mark(messages: list["Message"]) -> None:
+        """Sets on each of `messages` (of one conversation) version_number and version_count (its
+        place among its versions, from 1) and version_before and version_after (the ids of the
+        versions before and after it, or None): one query for all of them."""
+        if not messages:
+            return
+        parents = {message.parent_id for message in messages}
+        siblings = Q(parent_id__in=[parent for parent in parents if parent is not None])
+        if None in parents:
+            siblings |= Q(parent__isnull=True)
+        groups: dict[int | None, list[int]] = {}
+        rows = Message.objects.filter(siblings, conversation_id=messages[0].conversation_id).order_by("pk")
+        for pk, parent_id in rows.values_list("pk", "parent_id"):
+            groups.setdefault(parent_id, []).append(pk)
+        for message in messages:
+            group = groups.get(message.parent_id) or [message.pk]
+            place = group.index(message.pk) if message.pk in group else 0
+            message.version_number, message.version_count = place + 1, len(group)
+            message.version_before = group[place - 1] if place else None
+            message.version_after = group[place + 1] if place + 1 < len(group) else None
 
     def version_add(self, **fields) -> "Message":
         """A new version of this message (a sibling), with `fields`, shown at once: the branch

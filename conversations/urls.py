@@ -14,6 +14,10 @@ urlpatterns = [
     path("c/<uuid:public_id>/replies/<int:pk>/stream/", views.reply_stream, name="reply_stream"),
     path("c/<uuid:public_id>/replies/<int:pk>/stop/", views.reply_stop, name="reply_stop"),
     path("c/<uuid:public_id>/replies/<int:pk>/retry/", views.reply_retry, name="reply_retry"),
+    # Versions: a reply regenerated, a question edited and sent again, another version shown.
+    path("c/<uuid:public_id>/replies/<int:pk>/regenerate/", views.reply_regenerate, name="reply_regenerate"),
+    path("c/<uuid:public_id>/messages/<int:pk>/edit/", views.message_edit, name="message_edit"),
+    path("c/<uuid:public_id>/messages/<int:pk>/show/", views.message_show, name="message_show"),
     # The sidebar: its list (pages, search), rename (in a row or in the chat's header), delete,
     # and the marker of a reply being written.
     path("conversations/", views.conversation_list, name="list"),

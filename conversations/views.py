@@ -24,6 +24,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django_htmx.http import HttpResponseClientRedirect, HttpResponseClientRefresh, trigger_client_event
 
 from accounts import limits
+from aimodels.models import AIModel
 from chatter.db import connection_release
 from conversations import services
 from conversations.forms import (
@@ -31,12 +32,14 @@ from conversations.forms import (
     ConversationSearchForm,
     EarlierMessagesForm,
     LookupsForm,
+    MessageEditForm,
     MessageForm,
+    ReplyRegenerateForm,
     SidebarCursor,
     SystemPromptForm,
     TitleWatchForm,
 )
-from conversations.models import STALE_STREAM, Conversation, Message, Step
+from conversations.models import STALE_STREAM, Conversation, Message, NotOnBranch, Step
 from conversations.relay import Event, RelayUnavailable, relay
 
 PAGE = "conversations/chat.html"
@@ -51,18 +54,29 @@ class MessagePage:
 
     conversation: Conversation
     before: Message | None = None
+    reaching: Message | None = None  # the newest page, longer if need be to hold this message
+    offered: list[AIModel] | None = None  # the usable models, when read already
 
     @cached_property
     def _page(self) -> tuple[list[Message], str | None]:
         rows = self.conversation.branch().select_related("model")
         if self.before is not None:
             rows = rows.earlier_than(self.before)
-        items = list(rows.newest_first()[: MESSAGE_PAGE_SIZE + 1])
+        size = MESSAGE_PAGE_SIZE
+        if self.reaching is not None:
+            size = max(size, rows.from_on(self.reaching).count())
+        items = list(rows.newest_first()[: size + 1])
         earlier_url = None
-        if len(items) > MESSAGE_PAGE_SIZE:
-            items = items[:MESSAGE_PAGE_SIZE]
+        if len(items) > size:
+            items = items[:size]
             earlier_url = f"{self.conversation.get_absolute_url()}?{urlencode({'before': items[-1].pk})}"
+        Message.versions_mark(items)
         return items[::-1], earlier_url
+
+    @cached_property
+    def models(self) -> list[AIModel]:
+        """The models a reply can be regenerated with."""
+        return self.offered if self.offered is not None else list(AIModel.objects.usable().order_by("-is_default", "name"))
 
     @property
     def items(self) -> list[Message]:
@@ -77,7 +91,7 @@ def _page_context(request: HttpRequest, conversation: Conversation | None, form:
     return {
         "conversation": conversation,
         "conversations": _sidebar_page(request, current_id=conversation.public_id if conversation else None),
-        "chat_messages": MessagePage(conversation) if conversation else None,
+        "chat_messages": MessagePage(conversation, offered=form.fields["model"].models) if conversation else None,
         "form": form,
         "prompt_form": SystemPromptForm(instance=conversation) if conversation else None,
     }
@@ -122,14 +136,7 @@ def message_create(request: HttpRequest, public_id: UUID | None = None) -> HttpR
     form = MessageForm(request.POST, user=request.user, conversation=conversation)
     if not form.is_valid():
         return _composer_refused(request, form, conversation, status=422)
-    if wait := limits.seconds_to_wait(
-        request, group="conversations.send", rate=settings.SEND_RATE_PER_USER, key=lambda group, r: str(r.user.pk)
-    ):
-        form.add_error(
-            None,
-            f"You are sending messages faster than chatter allows ({_rate_words(settings.SEND_RATE_PER_USER)}). "
-            f"You can send again in {wait} second{pluralize(wait)}; your text is kept.",
-        )
+    if wait := _over_send_rate(request, form):
         response = _composer_refused(request, form, conversation, status=429)
         response["Retry-After"] = str(wait)
         return response
@@ -181,6 +188,21 @@ def _composer_refused(request: HttpRequest, form: MessageForm, conversation: Con
     response["HX-Retarget"] = "#composer"
     response["HX-Reswap"] = "outerHTML"
     return response
+
+
+def _over_send_rate(request: HttpRequest, form: MessageForm) -> int:
+    """Seconds until the user may have another reply written (0: now), counting this one; when
+    not 0, the form says so (sends, edits and regenerated replies share the rate)."""
+    wait = limits.seconds_to_wait(
+        request, group="conversations.send", rate=settings.SEND_RATE_PER_USER, key=lambda group, r: str(r.user.pk)
+    )
+    if wait:
+        form.add_error(
+            None,
+            f"You are sending messages faster than chatter allows ({_rate_words(settings.SEND_RATE_PER_USER)}). "
+            f"You can send again in {wait} second{pluralize(wait)}; your text is kept.",
+        )
+    return wait
 
 
 def _rate_words(rate: str) -> str:
@@ -236,6 +258,102 @@ def reply_retry(request: HttpRequest, public_id: UUID, pk: int) -> HttpResponse:
     reply.refresh_from_db()
     transaction.on_commit(lambda: services.reply_start_soon(reply=reply))
     return render(request, f"{PAGE}#message", {"conversation": reply.conversation, "message": reply, "is_last": True})
+
+
+# Versions and branches: regenerate a reply, edit a question, show another version -----------------
+
+
+def _question_for(request: HttpRequest, public_id: UUID, pk: int) -> Message:
+    return get_object_or_404(
+        Message.objects.select_related("conversation__model"),
+        pk=pk,
+        role=Message.Role.USER,
+        conversation__public_id=public_id,
+        conversation__user=request.user,
+    )
+
+
+def _branch_shown(request: HttpRequest, conversation: Conversation, shown: Message) -> HttpResponse:
+    """The message list again, on the branch now active, down to its end from `shown` at least
+    (scrolled to it)."""
+    context = {"conversation": conversation, "chat_messages": MessagePage(conversation, reaching=shown)}
+    response = render(request, f"{PAGE}#branch", context)
+    response["HX-Reswap"] = f"innerHTML show:#message-{shown.pk}:top"
+    return response
+
+
+def _refused(request: HttpRequest, errors: list[str], *, status: int) -> HttpResponse:
+    """Why nothing was done, in the page's alert line under the conversation; nothing was saved."""
+    response = render(request, f"{PAGE}#chat-alert", {"errors": errors}, status=status)
+    response["HX-Retarget"] = "#chat-alert"
+    response["HX-Reswap"] = "innerHTML"
+    return response
+
+
+def _form_errors(form: MessageForm) -> list[str]:
+    return [error for errors in form.errors.values() for error in errors]
+
+
+@require_POST
+def reply_regenerate(request: HttpRequest, public_id: UUID, pk: int) -> HttpResponse:
+    """A new version of a reply (any reply on the shown branch), written by the model posted
+    (the conversation's when none is); the old version is kept, a ‹ › away."""
+    reply = _reply_for(request, public_id, pk)
+    form = ReplyRegenerateForm(request.POST, user=request.user, reply=reply)
+    if not form.is_valid():
+        return _refused(request, _form_errors(form), status=422)
+    if wait := _over_send_rate(request, form):
+        response = _refused(request, _form_errors(form), status=429)
+        response["Retry-After"] = str(wait)
+        return response
+    version = form.save()
+    transaction.on_commit(lambda: services.reply_start_soon(reply=version))
+    return _branch_shown(request, reply.conversation, version)
+
+
+@require_http_methods(["GET", "POST"])
+def message_edit(request: HttpRequest, public_id: UUID, pk: int) -> HttpResponse:
+    """GET: the user's message in a form, in place of its bubble (?cancel: the bubble again).
+    POST: the changed message sent as a new version of it, with a new reply; the list shows
+    the new branch (or the form again, with the reason and the text kept)."""
+    question = _question_for(request, public_id, pk)
+    conversation = question.conversation
+    context = {"conversation": conversation, "message": question}
+    if request.method == "GET":
+        if "cancel" in request.GET:
+            Message.versions_mark([question])
+            return render(request, f"{PAGE}#message", context)
+        return render(request, f"{PAGE}#message-edit", {**context, "form": MessageEditForm(user=request.user, message=question)})
+    form = MessageEditForm(request.POST, user=request.user, message=question)
+    wait = form.is_valid() and _over_send_rate(request, form)
+    if form.errors:
+        response = render(request, f"{PAGE}#message-edit", {**context, "form": form}, status=429 if wait else 422)
+        if wait:
+            response["Retry-After"] = str(wait)
+        response["HX-Retarget"] = f"#message-{question.pk}"
+        response["HX-Reswap"] = "outerHTML"
+        return response
+    version, reply = form.save()
+    transaction.on_commit(lambda: services.reply_start_soon(reply=reply))
+    return _branch_shown(request, conversation, version)
+
+
+@require_POST
+def message_show(request: HttpRequest, public_id: UUID, pk: int) -> HttpResponse:
+    """Show another version of a message (‹ ›): the branch through it becomes the shown one,
+    down the versions last shown below it."""
+    version = get_object_or_404(
+        Message.objects.select_related("conversation"),
+        pk=pk, conversation__public_id=public_id, conversation__user=request.user,
+    )
+    conversation = version.conversation
+    if Message.objects.filter(conversation=conversation).replying().exists():
+        return _refused(request, ["A reply is still being written. Wait for it to finish, or press Stop."], status=409)
+    try:
+        version.show()
+    except NotOnBranch:
+        return _refused(request, ["That version is no longer beside the shown branch. Reload the page."], status=409)
+    return _branch_shown(request, conversation, version)
 
 
 def _sse(event: str, data: str, *, id: int | None = None) -> str:
@@ -371,9 +489,13 @@ def _finished_bubble(reply: Message) -> str:
     """The bubble of a reply that ended, for the stream's 'done' event. Its HTML is saved with it
     (an older reply's Markdown is rendered here); the retry button goes on the last reply only."""
     is_last = reply.display_status in Message.RETRYABLE and not Message.objects.filter(
-        conversation_id=reply.conversation_id, pk__gt=reply.pk
+        conversation_id=reply.conversation_id, active=True, pk__gt=reply.pk
     ).exists()
-    context = {"conversation": reply.conversation, "message": reply, "is_last": is_last}
+    Message.versions_mark([reply])
+    context = {
+        "conversation": reply.conversation, "message": reply, "is_last": is_last,
+        "chat_messages": MessagePage(reply.conversation),  # its models, for Regenerate (read only then)
+    }
     return render_to_string(f"{PAGE}#message", context)
 
 

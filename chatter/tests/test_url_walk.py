@@ -70,9 +70,13 @@ class Objects:
         return ConversationFactory(user=self.owner)
 
     @cached_property
+    def question(self) -> Message:
+        return MessageFactory(conversation=self.conversation, content="A question")
+
+    @cached_property
     def reply(self) -> Message:
         # Complete, not pending: even a stream opened on it would not call a provider.
-        return MessageFactory(conversation=self.conversation, reply=True)
+        return MessageFactory(conversation=self.conversation, parent=self.question, reply=True)
 
     @cached_property
     def verification_token(self) -> str:
@@ -132,6 +136,7 @@ KWARG_FACTORIES = {
     # conversations: the signed-in user's conversation, and an assistant reply in it.
     ("conversations", "public_id"): lambda objects, endpoint: objects.conversation.public_id,
     ("conversations", "pk"): lambda objects, endpoint: objects.reply.pk,
+    ("conversations:message_edit", "pk"): lambda objects, endpoint: objects.question.pk,  # a user's message
     # accounts: a real link, for a user who has not verified yet.
     ("accounts:verify_email_confirm", "token"): lambda objects, endpoint: objects.verification_token,
     # Django's password reset: a real link for the signed-in user.

@@ -48,12 +48,12 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='message',
             name='active',
-            field=models.BooleanField(default=True, editable=False, help_text="On the active branch: shown on the page, sent as the next reply's context, exported."),
+            field=models.BooleanField(default=True, editable=False, verbose_name='on the shown branch', help_text="On the active branch: shown on the page, sent as the next reply's context, exported."),
         ),
         migrations.AddField(
             model_name='message',
             name='chosen',
-            field=models.BooleanField(default=True, editable=False, help_text='The version shown among its siblings; kept while its branch is not shown, so that moving back to the branch returns to it.'),
+            field=models.BooleanField(default=True, editable=False, verbose_name='chosen version', help_text='The version shown among its siblings; kept while its branch is not shown, so that moving back to the branch returns to it.'),
         ),
         migrations.AddField(
             model_name='message',

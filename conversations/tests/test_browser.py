@@ -67,7 +67,7 @@ def test_send_and_watch_the_reply_stream_in(
     page.get_by_label("Message").fill("Write a greeting function")
     page.get_by_role("button", name="Send").click()
 
-    user_bubble = page.locator("article.bubble.user")
+    user_bubble = page.locator("article.bubble.user .content")
     expect(user_bubble).to_have_text("Write a greeting function")
     expect(page.get_by_label("Message")).to_have_value("")
     streaming = page.locator("article.bubble.assistant .stream")

@@ -138,7 +138,7 @@ def test_keys_only_pick_a_model_write_two_lines_send_keep_typing_and_stop_the_re
     page.keyboard.press("Enter")
     page.keyboard.type("And a museum?")
 
-    expect(page.locator("article.bubble.user").last).to_have_text("Plan a day in Lisbon\nwith two children")
+    expect(page.locator("article.bubble.user .content").last).to_have_text("Plan a day in Lisbon\nwith two children")
     expect(page.locator("article.bubble.assistant .stream .content.plain")).to_contain_text("word3")
     expect(composer.get_by_role("button", name="Stop")).to_be_visible()
     expect(composer.get_by_role("button", name="Send")).to_be_hidden()

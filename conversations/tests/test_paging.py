@@ -39,7 +39,7 @@ def soup_of(response) -> BeautifulSoup:
 
 
 def texts(soup: BeautifulSoup) -> list[str]:
-    return [bubble.get_text(strip=True) for bubble in soup.select("article.bubble")]
+    return [bubble.select_one(".content").get_text(strip=True) for bubble in soup.select("article.bubble")]
 
 
 def names(first: int, stop: int) -> list[str]:

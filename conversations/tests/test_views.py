@@ -180,7 +180,7 @@ def test_send_commits_the_message_and_opens_the_reply_stream(signed_in, conversa
     assert (reply.role, reply.status, reply.model) == ("assistant", "pending", conversation.model)
     assert fake_upstream.requests == []  # nothing is asked until the stream opens
     part = BeautifulSoup(response.content, "html.parser")
-    assert part.find("article", id=f"message-{question.pk}").text.strip() == "What is **2+2**?"
+    assert part.find("article", id=f"message-{question.pk}").find(class_="content").text == "What is **2+2**?"
     assert part.find(attrs={"sse-connect": reply_url("reply_stream", reply)})
     composer = part.find("form", id="composer")
     assert composer["hx-swap-oob"] == "true"
