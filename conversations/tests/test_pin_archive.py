@@ -330,6 +330,19 @@ def test_pin_from_the_header_answers_the_list_and_the_header_out_of_band(signed_
 
 
 @pytest.mark.django_db
+def test_unpin_puts_it_back_in_its_place_by_activity(signed_in, make):
+    make("Newer")
+    pinned = make("Pinned", minutes_ago=5, pinned=1)
+    make("Older", minutes_ago=10)
+
+    answer = page_of(pin(signed_in, pinned, False, **HTMX))
+
+    assert titles(answer.find("ul", id="conversation-list")) == ["Newer", "Pinned", "Older"]
+    pinned.refresh_from_db()
+    assert pinned.pinned_at is None
+
+
+@pytest.mark.django_db
 def test_pin_from_another_pages_row_leaves_that_pages_header_alone(signed_in, make):
     shown, other = make("Shown"), make("Other", minutes_ago=5)
 
