@@ -692,14 +692,17 @@ def conversation_archive(request: HttpRequest, public_id: UUID) -> HttpResponse:
 
 
 def _arranged(request: HttpRequest, conversation: Conversation) -> HttpResponse:
-    """After a pin or an archive: the sidebar's list (its first page) and, on the page that shows
-    this conversation, its header (the menu and the archived notice), both out of band."""
+    """After a pin or an archive: the sidebar's list (its first page, of the search the page
+    shows, which the buttons send along) and, on the page that shows this conversation, its
+    header (the menu and the archived notice), both out of band."""
     if not request.htmx:
         return redirect(conversation)
     current_id = _current_id(request)
+    search = ConversationSearchForm(request.POST)
+    query = search.cleaned_data["q"] if search.is_valid() else ""
     return render(request, f"{PIN}#arranged", {
         "conversation": conversation,
-        "conversations": _sidebar_page(request, current_id=current_id),
+        "conversations": _sidebar_page(request, current_id=current_id, query=query),
         "header_too": current_id == conversation.public_id,
     })
 

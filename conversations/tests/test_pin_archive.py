@@ -376,6 +376,23 @@ def test_restore_brings_it_back_to_the_list_and_off_the_archived_page(signed_in,
 
 
 @pytest.mark.django_db
+def test_a_change_made_in_a_search_answers_that_searchs_results(signed_in, make):
+    make("Trip notes")
+    found = make("Trip plans", minutes_ago=5)
+    make("Groceries", minutes_ago=1)
+
+    response = signed_in.post(
+        reverse("conversations:pin", args=[found.public_id]), {"pinned": "on", "q": "trip"}, headers=HTMX
+    )
+
+    listed = page_of(response).find("ul", id="conversation-list")
+    assert titles(listed) == ["Trip notes", "Trip plans"]  # a search's results keep their order
+    assert listed["aria-label"] == "Conversations matching the search"
+    found.refresh_from_db()
+    assert found.pinned_at is not None
+
+
+@pytest.mark.django_db
 def test_without_htmx_a_change_goes_back_to_the_conversation(signed_in, make):
     conversation = make("Here")
 
