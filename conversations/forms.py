@@ -212,7 +212,8 @@ class MessageForm(forms.Form):
             self.conversation = conversation
         else:
             conversation.model = model  # the conversation's last model, preselected next time
-            conversation.save(update_fields=["model", "updated_at"])
+            conversation.archived_at = None  # a message sent in an archived conversation restores it
+            conversation.save(update_fields=["model", "archived_at", "updated_at"])
         return conversation, model
 
     def _reply_fields(self, model: AIModel) -> dict:
@@ -391,3 +392,16 @@ class ConversationSearchForm(forms.Form):
             return SidebarCursor(_EPOCH + int(micros) * _MICROSECOND, int(pk))
         except OverflowError:
             raise forms.ValidationError("Not a place in the list.", code="invalid") from None
+
+
+# ---- pin and archive ----
+class PinForm(forms.Form):
+    """Pin a conversation (pinned set) or unpin it (pinned empty or absent)."""
+
+    pinned = forms.BooleanField(required=False)
+
+
+class ArchiveForm(forms.Form):
+    """Archive a conversation (archived set) or restore it (archived empty or absent)."""
+
+    archived = forms.BooleanField(required=False)

@@ -117,6 +117,18 @@ class ConversationQuerySet(models.QuerySet):
     def for_user(self, user) -> "ConversationQuerySet":
         return self.filter(user=user)
 
+    def unarchived(self) -> "ConversationQuerySet":
+        """Those the sidebar, its search and the index show: not archived."""
+        return self.filter(archived_at__isnull=True)
+
+    def archived(self) -> "ConversationQuerySet":
+        """Those of the Archived page, the last archived first."""
+        return self.filter(archived_at__isnull=False).order_by("-archived_at", "-pk")
+
+    def pinned(self) -> "ConversationQuerySet":
+        """The sidebar's Pinned group, the last pinned first."""
+        return self.filter(pinned_at__isnull=False).order_by("-pinned_at", "-pk")
+
     def with_reply_in_progress(self) -> "ConversationQuerySet":
         """Annotated with reply_in_progress: a reply is being asked for or written right now."""
         return self.annotate(
@@ -238,6 +250,23 @@ class Conversation(models.Model):
     def title_from(self, text: str) -> str:
         line = " ".join(text.split())
         return line if len(line) <= TITLE_LENGTH else line[: TITLE_LENGTH - 1].rstrip() + "…"
+
+    # Pin and archive: the user's arrangement, not activity, so updated_at (the sidebar's order) stays.
+    # A conversation is never both: archiving unpins it, pinning brings it back from the archive.
+
+    def pin(self, pinned: bool = True) -> None:
+        """Pinned (first in the sidebar, in the Pinned group) from now on, or no longer pinned."""
+        self.pinned_at = timezone.now() if pinned else None
+        if pinned:
+            self.archived_at = None
+        self.save(update_fields=["pinned_at", "archived_at"])
+
+    def archive(self, archived: bool = True) -> None:
+        """Archived (out of the sidebar, in the Archived list, and unpinned) from now on, or restored."""
+        self.archived_at = timezone.now() if archived else None
+        if archived:
+            self.pinned_at = None
+        self.save(update_fields=["pinned_at", "archived_at"])
 
     def branch(self) -> "MessageQuerySet":
         """The messages of the active branch (the one the page shows, the context follows and

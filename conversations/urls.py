@@ -26,4 +26,8 @@ urlpatterns = [
     path("c/<uuid:public_id>/delete/", views.conversation_delete, name="delete"),
     path("c/<uuid:public_id>/status/", views.conversation_status, name="status"),
     path("c/<uuid:public_id>/title/", views.conversation_title_watch, name="title_watch"),
+    # Pin and archive: the changes (POST), and the Archived page.
+    path("c/<uuid:public_id>/pin/", views.conversation_pin, name="pin"),
+    path("c/<uuid:public_id>/archive/", views.conversation_archive, name="archive"),
+    path("archived/", views.conversation_archived, name="archived"),
 ]

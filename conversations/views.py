@@ -28,12 +28,14 @@ from aimodels.models import AIModel
 from chatter.db import connection_release
 from conversations import services
 from conversations.forms import (
+    ArchiveForm,
     ConversationRenameForm,
     ConversationSearchForm,
     EarlierMessagesForm,
     LookupsForm,
     MessageEditForm,
     MessageForm,
+    PinForm,
     ReplyRegenerateForm,
     SidebarCursor,
     SystemPromptForm,
@@ -99,7 +101,7 @@ def _page_context(request: HttpRequest, conversation: Conversation | None, form:
 
 @require_GET
 def conversation_index(request: HttpRequest) -> HttpResponse:
-    newest = Conversation.objects.for_user(request.user).first()
+    newest = Conversation.objects.for_user(request.user).unarchived().first()
     if newest is None:
         return conversation_new(request)
     return redirect(newest)
@@ -136,6 +138,7 @@ def message_create(request: HttpRequest, public_id: UUID | None = None) -> HttpR
     form = MessageForm(request.POST, user=request.user, conversation=conversation)
     if not form.is_valid():
         return _composer_refused(request, form, conversation, status=422)
+    restored = conversation is not None and conversation.archived_at is not None  # the send restores it
     if wait := _over_send_rate(request, form):
         response = _composer_refused(request, form, conversation, status=429)
         response["Retry-After"] = str(wait)
@@ -148,6 +151,7 @@ def message_create(request: HttpRequest, public_id: UUID | None = None) -> HttpR
         )),
         "turn": [question, reply],
         "started": conversation is None,
+        "restored": restored,  # back in the sidebar's list
         # The model will title the new conversation after this exchange: the page watches for it.
         "title_watch": conversation is None and settings.GENERATED_TITLES,
     }
@@ -542,8 +546,10 @@ SNIPPET_LENGTH = 120
 class SidebarPage:
     """A page of the sidebar's list: the conversations after `after` (or the first ones), newest
     first, of all or of those matching `query`; the conversation the page on screen shows.
-    Read from the database when a template first asks for its items (a turn that does not
-    show the list costs no query)."""
+    Without a query the pinned conversations are not paged: the first page shows them all
+    above the others (`pinned`), and the pages hold the others. A search's results keep their
+    order, pinned or not. Read from the database when a template first asks for its items (a
+    turn that does not show the list costs no query)."""
 
     rows: QuerySet
     current_id: UUID | None = None
@@ -559,8 +565,13 @@ class SidebarPage:
         return self.after is None
 
     @cached_property
+    def pinned(self) -> list[Conversation]:
+        """The Pinned group, at the top of the first page (never in a search's results)."""
+        return [] if self.query or not self.first else list(self.rows.pinned())
+
+    @cached_property
     def _page(self) -> tuple[list[Conversation], str | None]:
-        rows = self.rows
+        rows = self.rows if self.query else self.rows.filter(pinned_at__isnull=True)
         marks = (f"HL{secrets.token_hex(8)}S", f"HL{secrets.token_hex(8)}E")  # unguessable: no text holds them
         if self.query:
             rows = rows.search(self.query, marks=marks)
@@ -589,7 +600,10 @@ class SidebarPage:
 def _sidebar_page(
     request: HttpRequest, *, current_id: UUID | None, query: str = "", after: SidebarCursor | None = None
 ) -> SidebarPage:
-    rows = Conversation.objects.for_user(request.user).with_reply_in_progress().only("public_id", "title", "updated_at")
+    rows = (
+        Conversation.objects.for_user(request.user).unarchived().with_reply_in_progress()
+        .only("public_id", "title", "updated_at", "pinned_at")
+    )
     return SidebarPage(rows, current_id, query, after)
 
 
@@ -718,10 +732,10 @@ def conversation_delete(request: HttpRequest, public_id: UUID) -> HttpResponse:
     current_id = _current_id(request)
     conversation.delete()
     if request.htmx and current_id != public_id:
-        remaining = Conversation.objects.for_user(request.user).exists()
+        remaining = Conversation.objects.for_user(request.user).unarchived().exists()
         context = {"deleted_id": public_id, "conversations": None if remaining else SidebarPage.empty(current_id)}
         return render(request, f"{SIDEBAR}#deleted", context)
-    newest = Conversation.objects.for_user(request.user).first()
+    newest = Conversation.objects.for_user(request.user).unarchived().first()
     url = newest.get_absolute_url() if newest else reverse("conversations:new")
     return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
 
@@ -773,3 +787,53 @@ async def conversation_title_watch(request: HttpRequest, public_id: UUID) -> Htt
     response["HX-Reswap"] = "outerHTML"
     trigger_client_event(response, "conversationRenamed", {"id": str(conversation.public_id), "title": str(conversation)})
     return response
+
+
+# ---- pin and archive ----
+PIN = "conversations/actions_pin.html"
+
+
+@require_POST
+def conversation_pin(request: HttpRequest, public_id: UUID) -> HttpResponse:
+    """Pin a conversation (first in the sidebar) or unpin it."""
+    conversation = _sidebar_conversation(request, public_id)
+    form = PinForm(request.POST)
+    if form.is_valid():  # a boolean: always valid (absent is unpin)
+        conversation.pin(form.cleaned_data["pinned"])
+    return _arranged(request, conversation)
+
+
+@require_POST
+def conversation_archive(request: HttpRequest, public_id: UUID) -> HttpResponse:
+    """Archive a conversation (out of the sidebar, on the Archived page) or restore it."""
+    conversation = _sidebar_conversation(request, public_id)
+    form = ArchiveForm(request.POST)
+    if form.is_valid():  # a boolean: always valid (absent is restore)
+        conversation.archive(form.cleaned_data["archived"])
+    return _arranged(request, conversation)
+
+
+def _arranged(request: HttpRequest, conversation: Conversation) -> HttpResponse:
+    """After a pin or an archive: the sidebar's list (its first page, of the search the page
+    shows, which the buttons send along) and, on the page that shows this conversation, its
+    header (the menu and the archived notice), both out of band."""
+    if not request.htmx:
+        return redirect(conversation)
+    current_id = _current_id(request)
+    search = ConversationSearchForm(request.POST)
+    query = search.cleaned_data["q"] if search.is_valid() else ""
+    return render(request, f"{PIN}#arranged", {
+        "conversation": conversation,
+        "conversations": _sidebar_page(request, current_id=current_id, query=query),
+        "header_too": current_id == conversation.public_id,
+    })
+
+
+@require_GET
+def conversation_archived(request: HttpRequest) -> HttpResponse:
+    """The Archived page: the archived conversations, the last archived first, each to restore or delete."""
+    archived = Conversation.objects.for_user(request.user).archived().only("public_id", "title", "archived_at")
+    return render(request, "conversations/archived.html", {
+        "archived": archived,
+        "conversations": _sidebar_page(request, current_id=None),
+    })

@@ -1,0 +1,116 @@
+"""Pin and archive in a real Chromium against chatter under uvicorn (make test-browser): pin from the
+header's menu and unpin from the row, archive, the Archived page, restore and delete there."""
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+from playwright.sync_api import Page, expect
+
+from aimodels.tests.factories import AIModelFactory
+from conversations.models import Conversation
+from conversations.tests.factories import ConversationFactory
+from conversations.tests.test_browser import _orm_beside_playwright, browser_user, log_in  # noqa: F401 (fixtures)
+from conversations.tests.test_browser_sidebar import open_chat, row, watched  # noqa: F401 (fixtures)
+
+pytestmark = [pytest.mark.browser]
+
+
+@pytest.fixture
+def make(browser_user):
+    """make(title, minutes_ago): a conversation of the browser's user, last active that long ago."""
+    model = AIModelFactory(name="pin-model")
+    now = timezone.now()
+
+    def make_conversation(title: str, *, minutes_ago: float = 0) -> Conversation:
+        conversation = ConversationFactory(user=browser_user, model=model, title=title)
+        Conversation.objects.filter(pk=conversation.pk).update(updated_at=now - timedelta(minutes=minutes_ago))
+        return conversation
+
+    return make_conversation
+
+
+def menu_action(page: Page, name: str) -> None:
+    """Open the header's menu and press `name` in it."""
+    page.locator("#conversation-actions > summary").click()
+    page.locator("#conversation-actions .menu").get_by_role("button", name=name, exact=True).click()
+
+
+def test_pin_from_the_header_menu_moves_it_to_the_top_and_unpin_from_its_row(
+    watched: Page, asgi_server, browser_user, make, tmp_path
+):
+    page = watched
+    make("Newer")
+    make("Older", minutes_ago=5)
+    shown = make("Shown", minutes_ago=10)
+    open_chat(page, asgi_server, browser_user, shown)
+    items = page.locator("#conversation-list .item-title")
+    expect(items).to_have_text(["Newer", "Older", "Shown"])
+
+    menu_action(page, "Pin")
+    expect(items).to_have_text(["Shown", "Newer", "Older"])
+    expect(page.locator("#conversation-list .list-heading")).to_have_text(["Pinned", "Recent"])
+    expect(row(page, shown).locator("a[aria-current=page]")).to_be_attached()  # still the one on screen
+    expect(page.locator("#conversation-actions .menu button").first).to_have_text("Unpin")  # the menu, closed anew
+    page.screenshot(path=str(tmp_path / "pinned.png"))
+
+    page.reload()
+    expect(items).to_have_text(["Shown", "Newer", "Older"])
+
+    row(page, shown).get_by_role("button", name="Unpin").click()
+    expect(items).to_have_text(["Newer", "Older", "Shown"])
+    expect(page.locator("#conversation-list .list-heading")).to_have_count(0)
+    expect(page.locator("#conversation-actions .menu button").first).to_have_text("Pin")
+    assert page.problems == []
+
+
+def test_archive_leaves_the_sidebar_for_the_archived_page_and_restore_brings_it_back(
+    watched: Page, asgi_server, browser_user, make, tmp_path
+):
+    page = watched
+    kept = make("Kept", minutes_ago=20)
+    other = make("Other", minutes_ago=10)
+    shown = make("Shown")
+    open_chat(page, asgi_server, browser_user, shown)
+    items = page.locator("#conversation-list .item-title")
+    notice = page.locator("#chat-title .archived-notice")
+
+    # From the header's menu: out of the list; the page says so and offers Restore.
+    menu_action(page, "Archive")
+    expect(items).to_have_text(["Other", "Kept"])
+    expect(notice).to_contain_text("This conversation is archived")
+    page.screenshot(path=str(tmp_path / "archived-notice.png"))
+
+    # Restore from the notice: back in its place.
+    notice.get_by_role("button", name="Restore").click()
+    expect(notice).to_have_count(0)
+    expect(items).to_have_text(["Shown", "Other", "Kept"])
+
+    # From the rows: both leave the list.
+    menu_action(page, "Archive")
+    row(page, other).get_by_role("button", name="Archive").click()
+    expect(items).to_have_text(["Kept"])
+
+    # The Archived page, from the sidebar's link: the last archived first.
+    page.get_by_role("navigation", name="Conversations").get_by_role("link", name="Archived").click()
+    expect(page.locator("html[data-sidebar-ready]")).to_be_attached()
+    archived = page.get_by_role("list", name="Archived conversations")
+    expect(archived.locator(".item-title")).to_have_text(["Other", "Shown"])
+    expect(page.locator(".archived-empty")).to_be_hidden()
+    page.screenshot(path=str(tmp_path / "archived-page.png"))
+
+    # Restore: off this page, into the sidebar.
+    row(page, shown).get_by_role("button", name="Restore").click()
+    expect(archived.locator(".item-title")).to_have_text(["Other"])
+    expect(items).to_have_text(["Shown", "Kept"])
+
+    # Delete, through the sidebar's dialog: gone, and the page says it has nothing left.
+    row(page, other).get_by_role("button", name="Delete").click()
+    page.get_by_role("dialog").get_by_role("button", name="Delete").click()
+    expect(archived.locator("li")).to_have_count(0)
+    expect(page.locator(".archived-empty")).to_be_visible()
+    expect(items).to_have_text(["Shown", "Kept"])
+    assert not Conversation.objects.filter(pk=other.pk).exists()
+    kept.refresh_from_db()
+    assert kept.archived_at is None
+    assert page.problems == []
