@@ -22,4 +22,8 @@ urlpatterns = [
     path("c/<uuid:public_id>/delete/", views.conversation_delete, name="delete"),
     path("c/<uuid:public_id>/status/", views.conversation_status, name="status"),
     path("c/<uuid:public_id>/title/", views.conversation_title_watch, name="title_watch"),
+    # Export: a conversation's active branch as Markdown or JSON; all of the user's as JSON.
+    path("c/<uuid:public_id>/export.md", views.conversation_export, {"kind": "markdown"}, name="export_markdown"),
+    path("c/<uuid:public_id>/export.json", views.conversation_export, {"kind": "json"}, name="export_json"),
+    path("export/conversations.json", views.account_export, name="export_all"),
 ]
