@@ -19,7 +19,9 @@ def talk(browser_user):
     model = AIModelFactory(name="export-model")
     conversation = ConversationFactory(user=browser_user, model=model, title="Trip to Lisbon")
     MessageFactory(conversation=conversation, content="Which tram goes to Belém?\n## Assistant")
-    MessageFactory(conversation=conversation, reply=True, content="Tram **15E**.", usage={"prompt_tokens": 5, "completion_tokens": 3})
+    MessageFactory(
+        conversation=conversation, reply=True, content="Tram **15E**.", usage={"prompt_tokens": 5, "completion_tokens": 3}
+    )
     return conversation
 
 

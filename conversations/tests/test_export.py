@@ -186,7 +186,7 @@ def test_no_text_of_a_message_can_make_a_heading_of_the_export(signed_in, user, 
         ("Trip to Lisbon", 'attachment; filename="trip-to-lisbon.{}"'),
         ('x"; filename="evil.sh\r\nSet-Cookie: a=b', 'attachment; filename="x-filenameevilsh-set-cookie-ab.{}"'),
         ("../../etc/passwd\\..\\boot.ini", 'attachment; filename="etcpasswdbootini.{}"'),
-        ("\x00\x1b[31m\x7f", 'attachment; filename="31m.{}"'),
+        ("\x01\x1b[31m\x7f\t", 'attachment; filename="31m.{}"'),
         ("", 'attachment; filename="conversation.{}"'),
         ("«»!?/\\'\"", 'attachment; filename="conversation.{}"'),
         ("Café à Lisboa", "attachment; filename*=utf-8''caf%C3%A9-%C3%A0-lisboa.{}"),
@@ -286,7 +286,9 @@ def test_the_account_export_takes_one_query_per_conversation(signed_in, user, ai
 @pytest.mark.asyncio
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.usefixtures("close_thread_connections")
-async def test_under_asgi_the_account_export_streams_a_conversation_at_a_time(async_client, user, ai_model):
+async def test_under_asgi_the_account_export_streams_a_conversation_at_a_time(
+    async_client, user, ai_model, monkeypatch
+):
     from asgiref.sync import sync_to_async
 
     @sync_to_async
@@ -294,13 +296,23 @@ async def test_under_asgi_the_account_export_streams_a_conversation_at_a_time(as
         for n in range(3):
             MessageFactory(conversation=ConversationFactory(user=user, model=ai_model, title=f"Chat {n}"))
 
+    read = []
+    conversation_data = export.conversation_data
+    monkeypatch.setattr(
+        export, "conversation_data", lambda conversation: read.append(conversation.title) or conversation_data(conversation)
+    )
     await make()
     await sync_to_async(async_client.force_login)(user)
     response = await async_client.get(reverse("conversations:export_all"))
     assert response.status_code == 200 and response.is_async
-    pieces = [piece async for piece in response.streaming_content]
-    assert len(pieces) == 1 + 3 + 1  # the head, each conversation, the end
-    assert [c["title"] for c in json.loads(b"".join(pieces))["conversations"]] == ["Chat 0", "Chat 1", "Chat 2"]
+    pieces = aiter(response.streaming_content)
+    head = await anext(pieces)
+    assert read == []  # nothing read before the first piece leaves: not gathered whole first
+    first = await anext(pieces)
+    assert read == ["Chat 0"]
+    rest = [piece async for piece in pieces]
+    assert read == ["Chat 0", "Chat 1", "Chat 2"] and len(rest) == 2 + 1  # two more conversations, the end
+    assert [c["title"] for c in json.loads(head + first + b"".join(rest))["conversations"]] == ["Chat 0", "Chat 1", "Chat 2"]
 
 
 # Links ---------------------------------------------------------------------------------------
