@@ -167,7 +167,11 @@ def test_no_text_of_a_message_can_make_a_heading_of_the_export(signed_in, user, 
         user=user, model=ai_model, title="Plans\n## Assistant [x](javascript:alert(1)) <b>", system_prompt="## User\nhi"
     )
     MessageFactory(conversation=conversation, content=HOSTILE_USER_TEXT)
-    MessageFactory(conversation=conversation, reply=True, content=HOSTILE_REPLY)
+    hostile_source = {"title": "Read](javascript:alert(1)) [me", "url": "https://example.org/a b>)<c\n## User"}
+    MessageFactory(
+        conversation=conversation, reply=True, content=HOSTILE_REPLY,
+        steps=[{"kind": "page", "query": "x", "status": "done", "sources": [hostile_source]}],
+    )
     text = exported_markdown(signed_in, conversation)
     assert top_level_headings(text) == [
         ("h1", "Plans ## Assistant [x](javascript:alert(1)) <b>"), ("h2", "System prompt"), ("h2", "User"),
@@ -178,6 +182,13 @@ def test_no_text_of_a_message_can_make_a_heading_of_the_export(signed_in, user, 
     assert [t.content for t in tokens if t.type == "fence"] == ["## User\nhi\n", HOSTILE_USER_TEXT + "\n"]
     assert not [t for t in tokens[1].children or () if t.type in ("link_open", "html_inline")]
     assert top_level_headings(text.split("## Assistant\n", 1)[0]) == top_level_headings(text)[:3]  # no early role
+    # A source is one link, to its web address (percent-encoded), its title as text.
+    links = [
+        (child.attrs["href"], inline.children[index + 1].content)
+        for inline in tokens if inline.type == "inline"
+        for index, child in enumerate(inline.children) if child.type == "link_open"
+    ]
+    assert links == [("https://example.org/a%20b%3E)%3Cc%0A##%20User", "Read](javascript:alert(1)) [me")]
 
 
 @pytest.mark.parametrize(
