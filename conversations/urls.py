@@ -30,4 +30,8 @@ urlpatterns = [
     path("c/<uuid:public_id>/pin/", views.conversation_pin, name="pin"),
     path("c/<uuid:public_id>/archive/", views.conversation_archive, name="archive"),
     path("archived/", views.conversation_archived, name="archived"),
+    # Export: a conversation's active branch as Markdown or JSON; all of the user's as JSON.
+    path("c/<uuid:public_id>/export.md", views.conversation_export, {"kind": "markdown"}, name="export_markdown"),
+    path("c/<uuid:public_id>/export.json", views.conversation_export, {"kind": "json"}, name="export_json"),
+    path("export/conversations.json", views.account_export, name="export_all"),
 ]

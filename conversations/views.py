@@ -1,8 +1,9 @@
 import asyncio
 import html
+import json
 import re
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from urllib.parse import urlencode, urlsplit
@@ -10,6 +11,7 @@ from uuid import UUID
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.core.handlers.asgi import ASGIRequest
 from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest, StreamingHttpResponse
@@ -19,6 +21,7 @@ from django.template.loader import render_to_string
 from django.urls import Resolver404, resolve, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
+from django.utils.http import content_disposition_header
 from django.utils.safestring import SafeString
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect, HttpResponseClientRefresh, trigger_client_event
@@ -26,7 +29,7 @@ from django_htmx.http import HttpResponseClientRedirect, HttpResponseClientRefre
 from accounts import limits
 from aimodels.models import AIModel
 from chatter.db import connection_release
-from conversations import services
+from conversations import export, services
 from conversations.forms import (
     ArchiveForm,
     ConversationRenameForm,
@@ -837,3 +840,50 @@ def conversation_archived(request: HttpRequest) -> HttpResponse:
         "archived": archived,
         "conversations": _sidebar_page(request, current_id=None),
     })
+
+
+# ---- export ----
+EXPORT_TYPES = {"markdown": ("md", "text/markdown; charset=utf-8"), "json": ("json", "application/json; charset=utf-8")}
+
+
+@require_GET
+def conversation_export(request: HttpRequest, public_id: UUID, kind: str) -> HttpResponse:
+    """The conversation's active branch as a download: Markdown or JSON (`kind`, set by the URL)."""
+    conversation = get_object_or_404(
+        Conversation.objects.for_user(request.user).select_related("model"), public_id=public_id
+    )
+    data = export.conversation_data(conversation)
+    extension, content_type = EXPORT_TYPES[kind]
+    body = export.conversation_markdown(data) if kind == "markdown" else json.dumps(data, ensure_ascii=False, indent=2)
+    return HttpResponse(body, content_type=content_type, headers=_download_headers(
+        export.export_filename(conversation.title, extension)
+    ))
+
+
+@require_GET
+def account_export(request: HttpRequest) -> StreamingHttpResponse:
+    """All of the user's conversations as one JSON download (the account page's "Your data"),
+    streamed a conversation at a time. Under ASGI the pieces are read in a thread one by one
+    (a plain iterator would be read whole first), the database connection given back between
+    them, so a slow download holds none."""
+    pieces = export.account_json(request.user)
+    if isinstance(request, ASGIRequest):
+        pieces = _pieces_async(pieces)
+    filename = f"chatter-{timezone.localdate().isoformat()}.json"
+    return StreamingHttpResponse(
+        pieces, content_type=EXPORT_TYPES["json"][1], headers=_download_headers(filename)
+    )
+
+
+def _download_headers(filename: str) -> dict:
+    return {"Content-Disposition": content_disposition_header(True, filename), "Cache-Control": "no-store, private"}
+
+
+async def _pieces_async(pieces: Iterator[str]) -> AsyncIterator[str]:
+    def step() -> str | None:
+        piece = next(pieces, None)
+        connection_release()
+        return piece
+
+    while (piece := await sync_to_async(step)()) is not None:
+        yield piece
