@@ -60,6 +60,7 @@ def controls_in_tab_order(page: Page, user, conversation) -> list[Locator]:
     sidebar = page.get_by_role("navigation", name="Conversations")
     row = page.locator(f"#conversation-{conversation.public_id}")
     header = page.locator("#chat-title")
+    log = page.get_by_role("log", name="Conversation")
     return [
         page.get_by_role("link", name="Skip to the conversation"),
         topbar.get_by_role("link", name="chatter", exact=True),
@@ -71,11 +72,17 @@ def controls_in_tab_order(page: Page, user, conversation) -> list[Locator]:
         sidebar.get_by_role("link", name="New chat"),
         sidebar.get_by_role("searchbox", name="Search"),
         sidebar.get_by_role("link", name=conversation.title),
+        row.get_by_role("button", name="Pin"),
+        row.get_by_role("button", name="Archive"),
         row.get_by_role("button", name="Rename"),
         row.get_by_role("button", name="Delete"),
+        sidebar.get_by_role("link", name="Archived"),
         header.get_by_role("button", name="Rename"),
+        header.locator("summary", has_text="More actions for this conversation"),  # the menu: a disclosure
         page.locator("#system-prompt summary", has_text="System prompt"),  # a disclosure: named by its text
-        page.get_by_role("log", name="Conversation").get_by_role("button", name="Copy", exact=True),
+        log.get_by_role("button", name="Edit"),
+        log.get_by_role("button", name="Copy", exact=True),
+        log.locator("summary", has_text="Regenerate"),
         page.get_by_role("combobox", name="Model"),
         page.get_by_role("checkbox", name="Web lookups"),
         page.get_by_role("textbox", name="Message"),
