@@ -10,7 +10,7 @@ from django.db.models import Count, Q, Subquery
 from aimodels.models import AIModel
 from conversations import lookups, tokens
 from conversations.context import DEFAULT_MARGIN, ContextTooLong, select_context
-from conversations.models import Conversation, Message, Step
+from conversations.models import Conversation, Message, Share, Step
 from conversations.tokens import REPLY_PRIMING
 
 
@@ -339,3 +339,16 @@ class ConversationSearchForm(forms.Form):
             return SidebarCursor(_EPOCH + int(micros) * _MICROSECOND, int(pk))
         except OverflowError:
             raise forms.ValidationError("Not a place in the list.", code="invalid") from None
+
+
+# Share links --------------------------------------------------------------------------------------
+class ShareForm(forms.ModelForm):
+    """A new share link of a conversation: a snapshot of its active branch as it is now, refused
+    (Share.clean) when it has no finished message."""
+
+    class Meta:
+        model = Share
+        fields = ()
+
+    def __init__(self, *args, conversation: Conversation, **kwargs) -> None:
+        super().__init__(*args, instance=Share.snapshot_of(conversation), **kwargs)

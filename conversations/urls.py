@@ -22,4 +22,8 @@ urlpatterns = [
     path("c/<uuid:public_id>/delete/", views.conversation_delete, name="delete"),
     path("c/<uuid:public_id>/status/", views.conversation_status, name="status"),
     path("c/<uuid:public_id>/title/", views.conversation_title_watch, name="title_watch"),
+    # Share links: the owner's list (create in it), revoke; the public page of one, open without login.
+    path("c/<uuid:public_id>/shares/", views.share_list, name="shares"),
+    path("c/<uuid:public_id>/shares/<int:pk>/revoke/", views.share_revoke, name="share_revoke"),
+    path("s/<slug:token>/", views.share_detail, name="share"),
 ]
