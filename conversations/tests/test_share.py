@@ -185,18 +185,23 @@ def test_search_engines_and_caches_are_told_to_keep_away(as_owner, anonymous, ow
     assert set(re.split(r",\s*", response["Cache-Control"])) == {"no-store", "private"}
 
 
+# The corpus, but for its NULs: no form takes one, and PostgreSQL cannot store one.
+STORABLE_CORPUS = [text for _name, text in XSS_CORPUS if "\x00" not in text]
+
+
 def test_markup_in_messages_stays_inert(as_owner, anonymous, owned):
-    for _name, text in XSS_CORPUS:
+    for text in STORABLE_CORPUS:
         say(owned, text)
         answer(owned, text)
     share = share_now(as_owner, owned)
 
     page = page_of(anonymous.get(share.get_absolute_url()))
 
-    assert len(share.messages) == 2 * len(XSS_CORPUS)
+    assert len(share.messages) == 2 * len(STORABLE_CORPUS)
     for content in page.select(".bubble.assistant .content.markdown"):
         assert unsafe_markup(content.decode_contents()) == []
-    assert [content.find(True) for content in page.select(".bubble.user .content.plain")] == [None] * len(XSS_CORPUS)
+    users = page.select(".bubble.user .content.plain")
+    assert [content.find(True) for content in users] == [None] * len(STORABLE_CORPUS)
     assert page.find_all(["script", "img", "iframe", "svg", "math", "style"]) == []
     assert not [tag for tag in page.find_all(True) if any(name.lower().startswith("on") for name in tag.attrs)]
 
