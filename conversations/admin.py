@@ -2,7 +2,8 @@
 user's usage (messages and the tokens the providers reported).
 
 Nothing here adds, changes or deletes: a conversation is its user's own record, and the admin
-only looks. Share links are the one exception: staff may revoke (delete) one. Everything a user or a model wrote is shown escaped (the admin's own rendering).
+only looks; but staff may revoke (delete) a share link. Everything a user or a model wrote is
+shown escaped (the admin's own rendering).
 """
 
 from datetime import timedelta

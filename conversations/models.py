@@ -13,7 +13,6 @@ from django.db.models.fields.json import KT
 from django.db.models.functions import Cast, Coalesce, Replace
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.dateparse import parse_datetime
 from django.utils.safestring import SafeString, mark_safe
 
 from conversations import tokens
@@ -516,12 +515,9 @@ class Share(models.Model):
     def entries(self) -> list[dict]:
         """The snapshot's messages as the public page shows them: a reply's Markdown rendered and
         cleaned (`html`); a question as its text, which the template escapes."""
+        reply = Message.Role.ASSISTANT
         return [
-            {
-                **message,
-                "html": render_markdown(message["content"]) if message["role"] == Message.Role.ASSISTANT else None,
-                "created_at": parse_datetime(message["created_at"]),
-            }
+            {**message, "html": render_markdown(message["content"]) if message["role"] == reply else None}
             for message in self.messages
         ]
 
