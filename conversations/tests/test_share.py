@@ -112,6 +112,15 @@ def test_a_reply_not_finished_is_left_out(as_owner, owned, status):
     assert [message["content"] for message in share.messages] == ["Question"]
 
 
+def test_a_reply_interrupted_before_its_first_word_is_left_out(as_owner, owned):
+    say(owned, "Question")
+    answer(owned, "", status=Message.Status.INTERRUPTED)
+
+    share = share_now(as_owner, owned)
+
+    assert [message["content"] for message in share.messages] == ["Question"]
+
+
 def test_later_messages_and_another_branch_do_not_change_a_share(as_owner, anonymous, owned):
     say(owned, "Question")
     first = answer(owned, "First version")
