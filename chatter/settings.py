@@ -300,6 +300,8 @@ MESSAGE_MAX_LENGTH = env.int("MESSAGE_MAX_LENGTH", default=32_000)
 # workers with REDIS_URL or CACHE_URL), and at most this many replies being written at once per user.
 SEND_RATE_PER_USER = env.str("SEND_RATE_PER_USER", default="20/m")
 REPLIES_AT_ONCE_PER_USER = env.int("REPLIES_AT_ONCE_PER_USER", default=2)
+# Share links' public pages opened from one client address (found or not), "COUNT/PERIOD" in the cache.
+SHARE_VIEWS_PER_IP = env.str("SHARE_VIEWS_PER_IP", default="60/m")
 # After a new conversation's first reply, ask its model for a title of a few words (one small
 # request, off the reply's path); until then, and without it, the first words are the title.
 GENERATED_TITLES = env.bool("GENERATED_TITLES", default=True)

@@ -2,7 +2,8 @@
 user's usage (messages and the tokens the providers reported).
 
 Nothing here adds, changes or deletes: a conversation is its user's own record, and the admin
-only looks. Everything a user or a model wrote is shown escaped (the admin's own rendering).
+only looks; but staff may revoke (delete) a share link. Everything a user or a model wrote is
+shown escaped (the admin's own rendering).
 """
 
 from datetime import timedelta
@@ -38,7 +39,7 @@ from django.utils.text import Truncator
 
 from accounts.admin import StaffAccessMixin
 from accounts.models import User
-from conversations.models import Conversation, Message
+from conversations.models import Conversation, Message, Share
 
 INLINE_MESSAGES = 50  # the newest messages shown under a conversation; all of them are a link away
 USAGE_PER_PAGE = 50
@@ -393,3 +394,46 @@ class MessageAdmin(ReadOnlyMixin, MessageDisplayMixin, admin.ModelAdmin):
     def conversation_link(self, message: Message) -> str:
         url = reverse("admin:conversations_conversation_change", args=[message.conversation_id])
         return format_html('<a href="{}">{}</a>', url, Truncator(str(message.conversation)).chars(EXCERPT))
+
+
+# ---- share links ----
+@admin.register(Share)
+class ShareAdmin(StaffAccessMixin, admin.ModelAdmin):
+    """Share links, for staff to find and revoke (delete: the link answers 404 from then on).
+    Nobody adds or changes one here: a link is its owner's snapshot."""
+
+    list_display = ("token_shown", "title", "conversation_title", "owner", "created_at")
+    list_filter = ("created_at",)
+    search_fields = ("token", "title", "conversation__title", "conversation__user__username")
+    search_help_text = "Token, title, conversation title or owner's user name."
+    list_select_related = ("conversation__user",)
+    date_hierarchy = "created_at"
+    fields = ("token", "title", "conversation", "owner", "created_at", "message_count")
+    readonly_fields = fields
+    actions = ("delete_selected",)
+
+    def has_add_permission(self, request: HttpRequest, *args) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    @admin.display(description="Token", ordering="token")
+    def token_shown(self, share: Share) -> str:
+        return Truncator(share.token).chars(SHARE_TOKEN_SHOWN)
+
+    @admin.display(description="Conversation", ordering="conversation__title")
+    def conversation_title(self, share: Share) -> str:
+        url = reverse("admin:conversations_conversation_change", args=[share.conversation_id])
+        return format_html('<a href="{}">{}</a>', url, Truncator(str(share.conversation)).chars(EXCERPT))
+
+    @admin.display(description="Owner", ordering="conversation__user__username")
+    def owner(self, share: Share) -> str:
+        return share.conversation.user.username
+
+    @admin.display(description="Messages")
+    def message_count(self, share: Share) -> int:
+        return len(share.messages)
+
+
+SHARE_TOKEN_SHOWN = 9  # characters of a token in the list, "…" included: enough to tell links apart

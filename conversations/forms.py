@@ -10,7 +10,7 @@ from django.db.models import Count, Q, Subquery
 from aimodels.models import AIModel
 from conversations import lookups, tokens
 from conversations.context import DEFAULT_MARGIN, ContextTooLong, select_context
-from conversations.models import Conversation, Message, Step
+from conversations.models import Conversation, Message, Share, Step
 from conversations.tokens import REPLY_PRIMING
 
 
@@ -405,3 +405,16 @@ class ArchiveForm(forms.Form):
     """Archive a conversation (archived set) or restore it (archived empty or absent)."""
 
     archived = forms.BooleanField(required=False)
+
+
+# Share links --------------------------------------------------------------------------------------
+class ShareForm(forms.ModelForm):
+    """A new share link of a conversation: a snapshot of its active branch as it is now, refused
+    (Share.clean) when it has no finished message."""
+
+    class Meta:
+        model = Share
+        fields = ()
+
+    def __init__(self, *args, conversation: Conversation, **kwargs) -> None:
+        super().__init__(*args, instance=Share.snapshot_of(conversation), **kwargs)

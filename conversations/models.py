@@ -6,6 +6,7 @@ from datetime import timedelta
 from urllib.parse import urlsplit
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import connections, models, transaction
 from django.db.models import Count, Exists, F, OuterRef, Q, Subquery, Sum, Value
 from django.db.models.fields.json import KT
@@ -540,3 +541,48 @@ class Share(models.Model):
 
     def __str__(self) -> str:
         return self.title or "Shared conversation"
+
+    def get_absolute_url(self) -> str:
+        return reverse("conversations:share", kwargs={"token": self.token})
+
+    def clean(self) -> None:
+        if not self.messages:
+            raise ValidationError(NOTHING_TO_SHARE, code="nothing_to_share")
+
+    @classmethod
+    def snapshot_of(cls, conversation: Conversation) -> "Share":
+        """A share (not saved yet) of the conversation as it is now: its title and the finished
+        messages of its active branch (questions, and replies complete or interrupted; not those
+        pending, being written or failed), each {role, content, model (its name), created_at}."""
+        rows = (
+            conversation.branch()
+            .filter(role__in=SHARED_ROLES, status__in=SHARED_STATUSES)
+            .exclude(content="")
+            .select_related("model")
+            .order_by("created_at", "pk")
+        )
+        messages = [
+            {
+                "role": message.role,
+                "content": message.content,
+                "model": message.model.name if message.model else None,
+                "created_at": message.created_at.isoformat(),
+            }
+            for message in rows
+        ]
+        return cls(conversation=conversation, title=str(conversation), messages=messages)
+
+    @property
+    def entries(self) -> list[dict]:
+        """The snapshot's messages as the public page shows them: a reply's Markdown rendered and
+        cleaned (`html`); a question as its text, which the template escapes."""
+        reply = Message.Role.ASSISTANT
+        return [
+            {**message, "html": render_markdown(message["content"]) if message["role"] == reply else None}
+            for message in self.messages
+        ]
+
+
+SHARED_ROLES = (Message.Role.USER, Message.Role.ASSISTANT)
+SHARED_STATUSES = (Message.Status.COMPLETE, Message.Status.INTERRUPTED)
+NOTHING_TO_SHARE = "This conversation has no finished message yet, so there is nothing to share."

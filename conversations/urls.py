@@ -34,4 +34,8 @@ urlpatterns = [
     path("c/<uuid:public_id>/export.md", views.conversation_export, {"kind": "markdown"}, name="export_markdown"),
     path("c/<uuid:public_id>/export.json", views.conversation_export, {"kind": "json"}, name="export_json"),
     path("export/conversations.json", views.account_export, name="export_all"),
+    # Share links: the owner's list (create in it), revoke; the public page of one, open without login.
+    path("c/<uuid:public_id>/shares/", views.share_list, name="shares"),
+    path("c/<uuid:public_id>/shares/<int:pk>/revoke/", views.share_revoke, name="share_revoke"),
+    path("s/<slug:token>/", views.share_detail, name="share"),
 ]

@@ -12,6 +12,9 @@ from uuid import UUID
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.handlers.asgi import ASGIRequest
+
+
+from django.contrib.auth.decorators import login_not_required
 from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest, StreamingHttpResponse
@@ -40,11 +43,17 @@ from conversations.forms import (
     MessageForm,
     PinForm,
     ReplyRegenerateForm,
+
+
+    ShareForm,
     SidebarCursor,
     SystemPromptForm,
     TitleWatchForm,
 )
 from conversations.models import STALE_STREAM, Conversation, Message, NotOnBranch, Step
+
+
+from conversations.models import STALE_STREAM, Conversation, Message, Share, Step
 from conversations.relay import Event, RelayUnavailable, relay
 
 PAGE = "conversations/chat.html"
@@ -887,3 +896,66 @@ async def _pieces_async(pieces: Iterator[str]) -> AsyncIterator[str]:
 
     while (piece := await sync_to_async(step)()) is not None:
         yield piece
+
+
+# ---- share links ----
+SHARES = "conversations/actions_share.html"
+
+
+def _shares_context(request: HttpRequest, conversation: Conversation, **extra) -> dict:
+    shares = list(conversation.shares.all())
+    for share in shares:
+        share.link = request.build_absolute_uri(share.get_absolute_url())
+    return {"conversation": conversation, "shares": shares, **extra}
+
+
+@require_http_methods(["GET", "POST"])
+def share_list(request: HttpRequest, public_id: UUID) -> HttpResponse:
+    """GET: the dialog of the conversation's share links, each with Copy and Revoke, and a button
+    to create one. POST: a new link, a snapshot of the active branch as it is now; the list again,
+    the new link first, or the reason there is none."""
+    conversation = get_object_or_404(Conversation.objects.for_user(request.user), public_id=public_id)
+    if request.method == "GET":
+        return render(request, f"{SHARES}#share-dialog", _shares_context(request, conversation))
+    form = ShareForm(request.POST, conversation=conversation)
+    if not form.is_valid():
+        return render(request, f"{SHARES}#share-links", _shares_context(request, conversation, form=form), status=422)
+    created = form.save()
+    return render(request, f"{SHARES}#share-links", _shares_context(request, conversation, created=created))
+
+
+@require_POST
+def share_revoke(request: HttpRequest, public_id: UUID, pk: int) -> HttpResponse:
+    """The share link deleted: its address answers 404 from now on. The list again."""
+    share = get_object_or_404(
+        Share.objects.select_related("conversation"),
+        pk=pk, conversation__public_id=public_id, conversation__user=request.user,
+    )
+    share.delete()
+    return render(request, f"{SHARES}#share-links", _shares_context(request, share.conversation, revoked=True))
+
+
+@login_not_required
+@require_GET
+def share_detail(request: HttpRequest, token: str) -> HttpResponse:
+    """A share link's page, open to anyone who has the link: its snapshot, read-only, with nothing
+    of its owner's account. Search engines are asked not to index it, and no link on it tells
+    another site its address (the token). Each client address may open SHARE_VIEWS_PER_IP of them
+    (found or not: guessing tokens is slow on top of hopeless)."""
+    if wait := limits.seconds_to_wait(
+        request, group="conversations.share", rate=settings.SHARE_VIEWS_PER_IP, key="ip"
+    ):
+        context = {
+            "status": 429, "title": "Too many requests",
+            "message": f"Shared conversations were opened from your address faster than chatter allows. "
+            f"Try again in {wait} second{pluralize(wait)}.",
+        }
+        response = render(request, "errors/error.html", context, status=429)
+        response["Retry-After"] = str(wait)
+        return response
+    share = get_object_or_404(Share, token=token)
+    response = render(request, "conversations/share.html", {"share": share})
+    response["X-Robots-Tag"] = "noindex, nofollow"
+    response["Referrer-Policy"] = "no-referrer"
+    response["Cache-Control"] = "no-store, private"
+    return response

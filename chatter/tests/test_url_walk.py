@@ -52,8 +52,8 @@ from chatter.tests.urlwalk import (
     url_for,
     walk,
 )
-from conversations.models import Conversation, Message
-from conversations.tests.factories import ConversationFactory, MessageFactory
+from conversations.models import Conversation, Message, Share
+from conversations.tests.factories import ConversationFactory, MessageFactory, ShareFactory
 
 
 # The registry: what each URL kwarg names ---------------------------------------------------------
@@ -77,6 +77,10 @@ class Objects:
     def reply(self) -> Message:
         # Complete, not pending: even a stream opened on it would not call a provider.
         return MessageFactory(conversation=self.conversation, parent=self.question, reply=True)
+
+    @cached_property
+    def share(self) -> Share:
+        return ShareFactory(conversation=self.conversation)
 
     @cached_property
     def verification_token(self) -> str:
@@ -127,6 +131,7 @@ ADMIN_OBJECTS = {
     "django_tasks_database.DBTaskResult": _task_result,
     "conversations.Conversation": lambda: ConversationFactory(),
     "conversations.Message": lambda: MessageFactory(),
+    "conversations.Share": lambda: ShareFactory(),
 }
 
 # (scope, kwarg) -> make(objects, endpoint). The scope is a pattern id (for a kwarg one URL has) or a
@@ -137,6 +142,9 @@ KWARG_FACTORIES = {
     ("conversations", "public_id"): lambda objects, endpoint: objects.conversation.public_id,
     ("conversations", "pk"): lambda objects, endpoint: objects.reply.pk,
     ("conversations:message_edit", "pk"): lambda objects, endpoint: objects.question.pk,  # a user's message
+    # share links: one of the signed-in user's conversation, by id (revoke) and by token (its public page).
+    ("conversations:share_revoke", "pk"): lambda objects, endpoint: objects.share.pk,
+    ("conversations:share", "token"): lambda objects, endpoint: objects.share.token,
     # accounts: a real link, for a user who has not verified yet.
     ("accounts:verify_email_confirm", "token"): lambda objects, endpoint: objects.verification_token,
     # Django's password reset: a real link for the signed-in user.
@@ -159,6 +167,10 @@ KWARG_FACTORIES = {
 
 # Kwargs that are not objects a user owns, so "another user gets 404" does not apply: (pattern id, kwarg).
 OWNERSHIP_EXEMPT = {
+    ("conversations:share", "token"): (
+        "a share link's unguessable token is itself the credential: whoever holds the link may read its "
+        "snapshot, signed in as anyone or not (a public view)"
+    ),
     ("accounts:verify_email_confirm", "token"): (
         "a signed, expiring token that is itself the credential: whoever holds the emailed link may "
         "confirm the address it names, signed in as anyone or not (a public view)"
@@ -184,6 +196,7 @@ PUBLIC_URLS = {
     "accounts:register_done",
     "accounts:verify_email_confirm",
     "admin:login",
+    "conversations:share",
 }
 
 

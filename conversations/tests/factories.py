@@ -2,7 +2,7 @@ import factory
 
 from accounts.tests.factories import UserFactory
 from aimodels.tests.factories import AIModelFactory
-from conversations.models import Conversation, Message
+from conversations.models import Conversation, Message, Share
 
 
 class ConversationFactory(factory.django.DjangoModelFactory):
@@ -35,3 +35,16 @@ class MessageFactory(factory.django.DjangoModelFactory):
             content="",
             model=factory.SelfAttribute("conversation.model"),
         )
+
+
+class ShareFactory(factory.django.DjangoModelFactory):
+    """A share link with a one-question snapshot (Share.snapshot_of makes real ones)."""
+
+    class Meta:
+        model = Share
+
+    conversation = factory.SubFactory(ConversationFactory)
+    title = factory.SelfAttribute("conversation.title")
+    messages = factory.LazyFunction(
+        lambda: [{"role": "user", "content": "A shared question", "model": None, "created_at": "2026-01-02T03:04:05+00:00"}]
+    )
