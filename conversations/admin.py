@@ -396,7 +396,7 @@ class MessageAdmin(ReadOnlyMixin, MessageDisplayMixin, admin.ModelAdmin):
         return format_html('<a href="{}">{}</a>', url, Truncator(str(message.conversation)).chars(EXCERPT))
 
 
-# ---- share links ----
+# Share links: staff list and revoke them ----------------------------------------------------------
 @admin.register(Share)
 class ShareAdmin(StaffAccessMixin, admin.ModelAdmin):
     """Share links, for staff to find and revoke (delete: the link answers 404 from then on).

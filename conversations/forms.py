@@ -196,8 +196,9 @@ class MessageForm(forms.Form):
         )
         return question, self._reply_add(question, model)
 
-    def _conversation_saved(self) -> tuple[Conversation, AIModel]:
-        """The conversation (created, for a first message) and the model that will answer."""
+    def _conversation_saved(self, *, as_last_model: bool = True) -> tuple[Conversation, AIModel]:
+        """The conversation (created, for a first message) and the model that will answer, which
+        becomes the conversation's last model (preselected next time) unless told otherwise."""
         conversation = self.conversation
         model = self.cleaned_data["model"] or conversation.model
         if conversation is None:
@@ -211,7 +212,8 @@ class MessageForm(forms.Form):
             conversation.save()
             self.conversation = conversation
         else:
-            conversation.model = model  # the conversation's last model, preselected next time
+            if as_last_model:
+                conversation.model = model
             conversation.archived_at = None  # a message sent in an archived conversation restores it
             conversation.save(update_fields=["model", "archived_at", "updated_at"])
         return conversation, model
@@ -245,7 +247,8 @@ class _VersionForm(MessageForm):
 
 class ReplyRegenerateForm(_VersionForm):
     """Regenerate a reply: its question asked again, of the model chosen (the conversation's
-    by default), for a new version of the reply beside the old one."""
+    by default), for a new version of the reply beside the old one. A model chosen for one
+    version does not become the conversation's: the composer's stays preselected."""
 
     def __init__(self, data, *, reply: Message, **kwargs) -> None:
         data = {"content": reply.parent.content if reply.parent else "", "model": data.get("model", "")}
@@ -253,7 +256,7 @@ class ReplyRegenerateForm(_VersionForm):
 
     @transaction.atomic
     def save(self) -> Message:
-        _, model = self._conversation_saved()
+        _, model = self._conversation_saved(as_last_model=False)
         return self.message.version_add(**self._reply_fields(model))
 
 
@@ -394,7 +397,7 @@ class ConversationSearchForm(forms.Form):
             raise forms.ValidationError("Not a place in the list.", code="invalid") from None
 
 
-# ---- pin and archive ----
+# Pin and archive ----------------------------------------------------------------------------------
 class PinForm(forms.Form):
     """Pin a conversation (pinned set) or unpin it (pinned empty or absent)."""
 

@@ -11,10 +11,8 @@ from uuid import UUID
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.core.handlers.asgi import ASGIRequest
-
-
 from django.contrib.auth.decorators import login_not_required
+from django.core.handlers.asgi import ASGIRequest
 from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest, StreamingHttpResponse
@@ -43,17 +41,12 @@ from conversations.forms import (
     MessageForm,
     PinForm,
     ReplyRegenerateForm,
-
-
     ShareForm,
     SidebarCursor,
     SystemPromptForm,
     TitleWatchForm,
 )
-from conversations.models import STALE_STREAM, Conversation, Message, NotOnBranch, Step
-
-
-from conversations.models import STALE_STREAM, Conversation, Message, Share, Step
+from conversations.models import STALE_STREAM, Conversation, Message, NotOnBranch, Share, Step
 from conversations.relay import Event, RelayUnavailable, relay
 
 PAGE = "conversations/chat.html"
@@ -801,7 +794,7 @@ async def conversation_title_watch(request: HttpRequest, public_id: UUID) -> Htt
     return response
 
 
-# ---- pin and archive ----
+# Pin and archive: the changes, and the Archived page ----------------------------------------------
 PIN = "conversations/actions_pin.html"
 
 
@@ -851,7 +844,7 @@ def conversation_archived(request: HttpRequest) -> HttpResponse:
     })
 
 
-# ---- export ----
+# Export: a conversation as Markdown or JSON, all of a user's as JSON ------------------------------
 EXPORT_TYPES = {"markdown": ("md", "text/markdown; charset=utf-8"), "json": ("json", "application/json; charset=utf-8")}
 
 
@@ -898,7 +891,7 @@ async def _pieces_async(pieces: Iterator[str]) -> AsyncIterator[str]:
         yield piece
 
 
-# ---- share links ----
+# Share links: the owner's list, create, revoke; the public page -----------------------------------
 SHARES = "conversations/actions_share.html"
 
 

@@ -78,7 +78,7 @@ def test_regenerate_adds_a_version_beside_the_reply_and_keeps_the_old_one(signed
     assert page.select_one(f"#message-{version.pk} [sse-connect]")
 
 
-def test_regenerate_with_another_model_writes_the_version_with_it(signed_in, conversation, turn):
+def test_regenerate_with_another_model_writes_the_version_with_it(signed_in, conversation, turn, chat_model):
     _, reply = turn
     other = AIModelFactory(name="other-model", api_key_env="", api_endpoint=conversation.model.api_endpoint)
 
@@ -87,7 +87,7 @@ def test_regenerate_with_another_model_writes_the_version_with_it(signed_in, con
     version = Message.objects.get(pk__gt=reply.pk)
     assert version.model == other
     conversation.refresh_from_db()
-    assert conversation.model == other  # the conversation's last model, preselected next time
+    assert conversation.model == chat_model  # one version's model: the composer's stays preselected
 
 
 def test_the_versions_of_a_reply_are_counted_and_linked_on_the_page(signed_in, conversation, turn):
@@ -467,3 +467,19 @@ def test_the_admins_message_list_filters_by_branch(staff_client, conversation, t
     response = staff_client.get(reverse("admin:conversations_message_changelist") + "?active__exact=0")
 
     assert [message.pk for message in response.context["cl"].result_list] == [reply.pk]
+
+
+def test_deleting_a_conversation_deletes_its_whole_tree_and_its_shares(signed_in, conversation, turn):
+    question, reply = turn
+    green = finish(reply.version_add(role="assistant", status="pending", model=conversation.model), "Green.")
+    question.version_add(role="user", content="Name a fruit.")
+    MessageFactory(conversation=conversation, parent=green, content="Why green?")  # below a version
+    conversation.shares.create(title=conversation.title)
+    other = MessageFactory(content="Someone else's")  # another conversation is untouched
+
+    response = signed_in.post(reverse("conversations:delete", args=[conversation.public_id]))
+
+    assert response.status_code == 302
+    assert not Message.objects.filter(conversation_id=conversation.pk).exists()
+    assert not conversation.shares.exists()
+    assert Message.objects.filter(pk=other.pk).exists()
