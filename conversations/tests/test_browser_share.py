@@ -9,18 +9,9 @@ from aimodels.tests.factories import AIModelFactory
 from conversations.models import Share
 from conversations.tests.factories import ConversationFactory, MessageFactory
 from conversations.tests.test_browser import _orm_beside_playwright, browser_user, log_in  # noqa: F401 (fixtures)
+from conversations.tests.test_browser_sidebar import watched  # noqa: F401 (fixture)
 
 pytestmark = [pytest.mark.browser]
-
-
-@pytest.fixture
-def watched(page: Page):
-    """The page, with every console error and JS dialog it shows recorded (a CSP violation is one)."""
-    problems: list[str] = []
-    page.on("console", lambda message: message.type == "error" and problems.append(message.text))
-    page.on("dialog", lambda dialog: (problems.append(f"dialog: {dialog.message}"), dialog.dismiss()))
-    page.problems = problems
-    return page
 
 
 def test_a_link_created_in_the_menu_opens_logged_out_until_revoked(

@@ -4,7 +4,6 @@ Archived page, restoring (by hand and by sending), and the views' access and ans
 from datetime import timedelta
 
 import pytest
-from bs4 import BeautifulSoup
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
@@ -14,6 +13,7 @@ from accounts.tests.factories import UserFactory
 from aimodels.tests.factories import AIModelFactory
 from conversations.models import Conversation
 from conversations.tests.factories import ConversationFactory, MessageFactory
+from conversations.tests.test_sidebar import page_of, titles
 from conversations.views import SIDEBAR_PAGE_SIZE
 
 HTMX = {"HX-Request": "true"}
@@ -38,13 +38,6 @@ def make(user, db):
 
     return make_conversation
 
-
-def page_of(response) -> BeautifulSoup:
-    return BeautifulSoup(response.content, "html.parser")
-
-
-def titles(soup: BeautifulSoup) -> list[str]:
-    return [element.get_text() for element in soup.select(".conversation-item .item-title")]
 
 
 def sidebar_titles(client) -> list[str]:
