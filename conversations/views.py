@@ -260,7 +260,7 @@ def reply_retry(request: HttpRequest, public_id: UUID, pk: int) -> HttpResponse:
         status=Message.Status.PENDING, content="", content_html="", error="", usage=None, token_count=None, stop_requested=False,
         steps=asked,
         updated_at=timezone.now(),  # a fresh start: not abandoned (STALE_STREAM) from the old one's time
-        model=reply.conversation.model,
+        model=_retry_model(reply),
     )
     if not reset:
         return HttpResponseClientRefresh()  # the page is out of date: show what is there now
@@ -363,6 +363,12 @@ def message_show(request: HttpRequest, public_id: UUID, pk: int) -> HttpResponse
     except NotOnBranch:
         return _refused(request, ["That version is no longer beside the shown branch. Reload the page."], status=409)
     return _branch_shown(request, conversation, version)
+
+
+def _retry_model(reply: Message):
+    """A retried reply is asked again of the model that wrote it (a version may have been
+    regenerated with another), or of the conversation's when that one can no longer be used."""
+    return reply.model if reply.model and not reply.model.unusable_reason else reply.conversation.model
 
 
 def _sse(event: str, data: str, *, id: int | None = None) -> str:

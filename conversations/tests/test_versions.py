@@ -483,3 +483,44 @@ def test_deleting_a_conversation_deletes_its_whole_tree_and_its_shares(signed_in
     assert not Message.objects.filter(conversation_id=conversation.pk).exists()
     assert not conversation.shares.exists()
     assert Message.objects.filter(pk=other.pk).exists()
+
+
+def test_the_context_reads_the_branch_in_as_many_queries_whatever_the_versions_beside_it(conversation, turn):
+    question, reply = turn
+    for n in range(2):
+        MessageFactory(conversation=conversation, content=f"Question {n}")
+        MessageFactory(conversation=conversation, reply=True, content=f"Answer {n}")
+    pending = MessageFactory(conversation=conversation, content="Last question")
+
+    def context_and_queries():
+        version = Message(pk=10**9, conversation=conversation, model=conversation.model, steps=[])
+        with CaptureQueriesContext(connection) as queries:
+            context = services.context_read(reply=version, model=conversation.model)
+        return context.messages, len(queries)
+
+    alone, queries_alone = context_and_queries()
+    for n in range(30):  # versions beside the branch, and the branches below them
+        other = reply.version_add(role="assistant", status="complete", content=f"Version {n}", model=conversation.model)
+        MessageFactory(conversation=conversation, parent=other, content=f"Off the branch {n}")
+    reply.show()  # the first branch again, down to the last question as it was
+
+    assert context_and_queries() == (alone, queries_alone)
+    assert [m["content"] for m in alone][-2:] == ["Answer 1", "Last question"]
+
+
+def test_retry_of_a_version_asks_its_own_model_again_or_the_conversations_when_it_is_gone(signed_in, conversation, turn):
+    _, reply = turn
+    other = AIModelFactory(name="other-model", api_key_env="", api_endpoint=conversation.model.api_endpoint)
+    version = reply.version_add(role="assistant", status="failed", error="Boom.", model=other)
+    retry = reverse("conversations:reply_retry", args=[conversation.public_id, version.pk])
+
+    assert signed_in.post(retry, headers=HTMX).status_code == 200
+    version.refresh_from_db()
+    assert (version.status, version.model) == ("pending", other)
+
+    Message.objects.filter(pk=version.pk).update(status="failed", error="Boom again.")
+    other.is_active = False
+    other.save()
+    assert signed_in.post(retry, headers=HTMX).status_code == 200
+    version.refresh_from_db()
+    assert (version.status, version.model) == ("pending", conversation.model)
