@@ -134,6 +134,7 @@ DEFAULTS = {
     "RATE_LIMIT_ACTIONS_PER_IP": "20/h",
     "SEND_RATE_PER_USER": "20/m",
     "REPLIES_AT_ONCE_PER_USER": 2,
+    "SHARE_VIEWS_PER_IP": "60/m",
     "MESSAGE_MAX_LENGTH": 32_000,
     "REQUEST_BODY_MAX_BYTES": 400_384,
     "TASKS": {"default": {"BACKEND": "django_tasks_local.ThreadPoolBackend"}},

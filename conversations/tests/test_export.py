@@ -5,6 +5,7 @@ import re
 from datetime import timedelta
 
 import pytest
+from django.conf import settings as django_settings
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
@@ -335,3 +336,19 @@ def test_the_menu_and_the_account_page_link_to_the_downloads(signed_in, talk):
     account = signed_in.get(reverse("accounts:profile")).content.decode()
     assert "Your data" in account
     assert f'href="{reverse("conversations:export_all")}" download' in account
+
+
+# The documentation --------------------------------------------------------------------------
+
+def test_docs_export_md_names_the_versions_and_every_key_of_both_json_shapes(signed_in, talk):
+    doc = (django_settings.BASE_DIR / "docs" / "export.md").read_text()
+    conversation_block, account_block = re.findall(r"```jsonc\n(.*?)```", doc, re.S)
+
+    def keys(block: str) -> set[str]:
+        return set(re.findall(r'"(\w+)":', re.sub(r"\s//.*", "", block)))  # the keys, not the comments' examples
+
+    data, account = exported_json(signed_in, talk), account_export(signed_in)
+    assert keys(conversation_block) == set(data) | set(data["messages"][1])
+    assert keys(account_block) == set(account) | set(account["user"])
+    for shape in (data, account):
+        assert f"`{shape['format']}`, version {shape['version']}" in doc

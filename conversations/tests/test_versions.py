@@ -524,3 +524,71 @@ def test_retry_of_a_version_asks_its_own_model_again_or_the_conversations_when_i
     assert signed_in.post(retry, headers=HTMX).status_code == 200
     version.refresh_from_db()
     assert (version.status, version.model) == ("pending", conversation.model)
+
+
+# The README's rules for versions: every message offers them, they share the sending limits, Retry is in place
+
+
+def test_every_reply_offers_regenerate_with_the_models_on_offer_and_every_question_edit(signed_in, conversation, turn):
+    MessageFactory(conversation=conversation, content="Why blue?")
+    MessageFactory(conversation=conversation, reply=True, content="Because", status="interrupted", error="Stopped.")
+    AIModelFactory(name="other-model", api_key_env="", api_endpoint=conversation.model.api_endpoint)
+    shown = branch(conversation)
+
+    page = BeautifulSoup(signed_in.get(conversation.get_absolute_url()).content, "html.parser")
+
+    menus = [bubble.select_one("details.regenerate form") for bubble in page.select("article.bubble.assistant")]
+    assert [menu and menu["hx-post"] for menu in menus] == [regenerate_url(m) for m in shown if m.role == "assistant"]
+    for menu in menus:
+        assert sorted(button.get_text() for button in menu.select("button[name=model]")) == ["fake-gpt", "other-model"]
+    edits = [bubble.select_one("button.edit-message") for bubble in page.select("article.bubble.user")]
+    assert [button["hx-get"] for button in edits] == [edit_url(m) for m in shown if m.role == "user"]
+
+
+def test_an_edit_shares_the_send_rate_with_sending(signed_in, conversation, turn, settings):
+    settings.SEND_RATE_PER_USER = "1/m"
+    question, _ = turn
+    send = reverse("conversations:message_create", args=[conversation.public_id])
+    assert signed_in.post(send, {"content": "Why blue?"}, headers=HTMX).status_code == 200
+    finish(branch(conversation)[-1], "Because the sky.")
+
+    response = signed_in.post(edit_url(question), {"content": "Name a fruit."}, headers=HTMX)
+
+    assert response.status_code == 429
+    assert "faster than chatter allows" in response.content.decode()
+    assert Message.objects.filter(conversation=conversation).count() == 4
+
+
+@pytest.mark.parametrize("action", ["regenerate", "edit"])
+def test_regenerate_and_edit_count_toward_the_replies_written_at_once(
+    signed_in, user, conversation, turn, settings, action
+):
+    settings.REPLIES_AT_ONCE_PER_USER = 1
+    question, reply = turn
+    MessageFactory(conversation=ConversationFactory(user=user, model=conversation.model), pending=True)  # elsewhere
+
+    if action == "regenerate":
+        response = signed_in.post(regenerate_url(reply), {"model": conversation.model.pk}, headers=HTMX)
+    else:
+        response = signed_in.post(edit_url(question), {"content": "Name a fruit."}, headers=HTMX)
+
+    assert response.status_code == 422
+    assert "at most 1 at once" in response.content.decode()
+    assert Message.objects.filter(conversation=conversation).count() == 2
+
+
+def test_retry_of_a_failed_version_replaces_it_in_place(signed_in, conversation, turn):
+    question, reply = turn
+    failed = reply.version_add(
+        role="assistant", status="failed", content="", error="The provider timed out.", model=conversation.model
+    )
+
+    response = signed_in.post(
+        reverse("conversations:reply_retry", args=[conversation.public_id, failed.pk]), headers=HTMX
+    )
+
+    assert response.status_code == 200
+    failed.refresh_from_db()
+    assert (failed.status, failed.error) == ("pending", "")
+    assert list(Message.objects.filter(conversation=conversation).order_by("pk")) == [question, reply, failed]
+    assert branch(conversation) == [question, failed]
