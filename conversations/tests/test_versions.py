@@ -592,3 +592,18 @@ def test_retry_of_a_failed_version_replaces_it_in_place(signed_in, conversation,
     assert (failed.status, failed.error) == ("pending", "")
     assert list(Message.objects.filter(conversation=conversation).order_by("pk")) == [question, reply, failed]
     assert branch(conversation) == [question, failed]
+
+
+def test_another_tab_opening_the_conversation_follows_the_new_version_live(client, signed_in, user, conversation, turn):
+    _, reply = turn
+    signed_in.post(regenerate_url(reply), {"model": conversation.model.pk}, headers=HTMX)
+    version = Message.objects.get(pk__gt=reply.pk)
+    other_tab = client.__class__()
+    other_tab.force_login(user)
+
+    page = BeautifulSoup(other_tab.get(conversation.get_absolute_url()).content, "html.parser")
+
+    stream = reverse("conversations:reply_stream", args=[conversation.public_id, version.pk])
+    assert page.select_one(f"#message-{version.pk} [sse-connect]")["sse-connect"] == stream
+    assert page.select_one(f"#message-{version.pk} .stop")  # stoppable from there too
+    assert not page.select_one(f"#message-{reply.pk}")
