@@ -506,9 +506,11 @@ class Message(models.Model):
             message.version_before = group[place - 1] if place else None
             message.version_after = group[place + 1] if place + 1 < len(group) else None
 
+    @transaction.atomic
     def version_add(self, **fields) -> "Message":
         """A new version of this message (a sibling), with `fields`, shown at once: the branch
-        now ends with it. The old version and everything after it are kept."""
+        now ends with it. The old version and everything after it are kept. Nothing is added
+        when it cannot be shown (NotOnBranch)."""
         version = Message.objects.create(
             conversation_id=self.conversation_id, parent_id=self.parent_id, active=False, chosen=False, **fields
         )

@@ -14,7 +14,7 @@ from django.utils import timezone
 from accounts.tests.factories import UserFactory
 from aimodels.tests.factories import AIModelFactory
 from conversations import services
-from conversations.models import Message
+from conversations.models import Message, NotOnBranch
 from conversations.tests.factories import ConversationFactory, MessageFactory
 
 HTMX = {"HX-Request": "true"}
@@ -607,3 +607,15 @@ def test_another_tab_opening_the_conversation_follows_the_new_version_live(clien
     assert page.select_one(f"#message-{version.pk} [sse-connect]")["sse-connect"] == stream
     assert page.select_one(f"#message-{version.pk} .stop")  # stoppable from there too
     assert not page.select_one(f"#message-{reply.pk}")
+
+
+def test_a_version_of_a_message_off_the_branch_is_not_added(conversation, turn):
+    question, reply = turn
+    follow_up = MessageFactory(conversation=conversation, content="Why?")
+    reply.version_add(role="assistant", status="complete", content="Green.", model=conversation.model)
+    count = Message.objects.count()
+
+    with pytest.raises(NotOnBranch):
+        follow_up.version_add(role="user", content="Why not?")
+
+    assert Message.objects.count() == count
