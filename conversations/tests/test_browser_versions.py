@@ -39,7 +39,18 @@ def test_regenerate_with_another_model_then_move_between_the_versions(
     last = page.locator("#message-list article.bubble.assistant").last
     expect(bubbles(page, "assistant")).to_have_text(["Blue.", "The sky."])
 
-    last.locator("summary", has_text="Regenerate").click()
+    # The menu closes with Esc (the focus back on it) and with a click elsewhere.
+    regenerate = last.locator("summary", has_text="Regenerate")
+    regenerate.click()
+    expect(last.get_by_role("button", name="other-gpt")).to_be_visible()
+    page.keyboard.press("Escape")
+    expect(last.get_by_role("button", name="other-gpt")).to_be_hidden()
+    expect(regenerate).to_be_focused()
+    regenerate.click()
+    page.locator("#chat-title h1").click()
+    expect(last.get_by_role("button", name="other-gpt")).to_be_hidden()
+
+    regenerate.click()
     last.get_by_role("button", name="other-gpt").click()
 
     last = page.locator("#message-list article.bubble.assistant").last
@@ -72,12 +83,16 @@ def test_edit_a_question_send_it_again_and_go_back_to_the_old_branch(
     open_chat(page, asgi_server, browser_user, talk)
     first_question = page.locator("#message-list article.bubble.user").first
 
-    # Cancel changes nothing.
+    # Cancel changes nothing, and neither does Esc.
     first_question.get_by_role("button", name="Edit").click()
     editor = page.get_by_role("textbox", name="Your message")
     expect(editor).to_have_value("Name a colour.")
     expect(editor).to_be_focused()
     page.get_by_role("button", name="Cancel").click()
+    expect(editor).to_have_count(0)
+    page.locator("#message-list article.bubble.user").first.get_by_role("button", name="Edit").click()
+    editor.fill("Something else")
+    editor.press("Escape")
     expect(editor).to_have_count(0)
     expect(bubbles(page, "user")).to_have_text(["Name a colour.", "Why that one?"])
 

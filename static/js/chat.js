@@ -226,6 +226,31 @@
     navigator.clipboard.writeText(copiedText(button)).then(done, failed);
   });
 
+  // Menus (a reply's Regenerate, the header's ⋯) are <details>: Esc closes an open one (its
+  // summary keeps the focus), as does a click outside it; Esc in a message being edited cancels
+  // the edit. Listened for while the event goes down, so that Esc stops no reply meanwhile.
+  var MENUS = "details.regenerate[open], details.conversation-actions[open]";
+  document.addEventListener("keydown", function (event) {
+    if (event.key !== "Escape" || event.isComposing || document.querySelector("dialog[open]")) { return; }
+    var menu = document.querySelector(MENUS);
+    var editing = event.target instanceof Element && event.target.closest(".edit-form");
+    if (menu) {
+      menu.open = false;
+      menu.querySelector("summary").focus();
+    } else if (editing) {
+      editing.querySelector("[data-edit-cancel]").click();
+    } else {
+      return;
+    }
+    event.preventDefault();
+    event.stopPropagation();
+  }, true);
+  document.addEventListener("click", function (event) {
+    document.querySelectorAll(MENUS).forEach(function (menu) {
+      if (!menu.contains(event.target)) { menu.open = false; }
+    });
+  });
+
   document.addEventListener("DOMContentLoaded", function () {
     addCodeCopyButtons();
     scrollToEnd(true);
