@@ -131,3 +131,136 @@ def test_each_token_budget_refusal_has_its_code(context_window, max_completion_t
         validate_token_budget(context_window=context_window, max_completion_tokens=max_completion_tokens)
 
     assert [e.code for e in raised.value.error_dict[field]] == [code]
+
+
+# AIModel (models.py): names, the key filter, clean()'s refusals, constraints, default, delete ---
+def test_a_name_from_a_model_id_keeps_a_leading_capital_x():
+    from aimodels.models import name_from_model_id
+
+    assert name_from_model_id("Xwin-LM:13b") == "Xwin-LM-13b"
+
+
+@pytest.mark.django_db
+def test_a_model_whose_key_variable_is_named_xxxx_has_its_key_set(monkeypatch):
+    monkeypatch.setenv("XXXX", "sk-test")
+    model = AIModelFactory(api_key_env="XXXX")
+
+    assert list(AIModel.objects.key_set()) == [model]
+
+
+def test_clean_strips_only_slashes_from_the_end_of_the_endpoint():
+    model = AIModelFactory.build(compatible=True, api_endpoint=" http://localhost:8080/BOX/ ")
+    model.clean()
+
+    assert model.api_endpoint == "http://localhost:8080/BOX"
+
+
+def clean_refusals(**fields) -> dict[str, list[str]]:
+    with pytest.raises(ValidationError) as raised:
+        AIModelFactory.build(**fields).clean()
+    return raised.value.message_dict
+
+
+@pytest.mark.parametrize(
+    "fields, field, message",
+    [
+        ({"compatible": True, "api_endpoint": ""}, "api_endpoint", "Required for Azure and OpenAI-compatible servers."),
+        (
+            {"azure": True, "api_endpoint": "https://example-resource.openai.azure.com/openai"},
+            "api_endpoint",
+            "Give the resource endpoint without /openai, e.g. https://NAME.openai.azure.com.",
+        ),
+        ({"api_version": "2024-10-21"}, "api_version", "Only Azure models take an API version; leave it empty."),
+        (
+            {"api_key_env": ""},
+            "api_key_env",
+            "Required for OpenAI and Azure models (only local servers may need no key).",
+        ),
+        ({"is_default": True, "is_active": False}, "is_default", "The default model must be active."),
+    ],
+    ids=["no endpoint", "endpoint with /openai", "version not for azure", "no key", "inactive default"],
+)
+def test_each_refusal_of_clean_says_what_to_do(fields, field, message):
+    assert clean_refusals(**fields) == {field: [message]}
+
+
+@pytest.mark.django_db
+def test_a_window_below_one_is_refused_by_its_own_rule_alone():
+    model = AIModelFactory.build(context_window=0, max_completion_tokens=1)
+    with pytest.raises(ValidationError) as raised:
+        model.full_clean(validate_unique=False, validate_constraints=False)
+
+    assert [e.code for e in raised.value.error_dict["context_window"]] == ["min_value"]
+    assert raised.value.error_dict.keys() == {"context_window"}
+
+
+def test_a_window_of_one_token_is_refused_as_too_small_for_any_reply():
+    with pytest.raises(ValidationError) as raised:
+        AIModelFactory.build(context_window=1, max_completion_tokens=1).clean()
+
+    [message] = raised.value.message_dict["context_window"]
+    assert message.startswith("At least ") and "a reply of at least 1" in message
+
+
+def test_the_largest_window_still_needs_room_for_a_prompt_beside_the_reply():
+    from aimodels.models import MAX_CONTEXT_WINDOW
+
+    with pytest.raises(ValidationError) as raised:
+        AIModelFactory.build(context_window=MAX_CONTEXT_WINDOW, max_completion_tokens=MAX_CONTEXT_WINDOW - 1).clean()
+
+    [message] = raised.value.message_dict["max_completion_tokens"]
+    assert f"with a context window of {MAX_CONTEXT_WINDOW:,} tokens" in message
+
+
+@pytest.mark.django_db
+def test_a_database_constraint_failure_is_reported_on_the_field_it_concerns():
+    model = AIModelFactory.build(azure=True, api_version="")
+    with pytest.raises(ValidationError) as raised:
+        model.validate_constraints()
+
+    assert raised.value.error_dict.keys() == {"api_version"}
+
+
+@pytest.mark.django_db
+def test_a_constraint_failure_without_a_field_stays_a_failure_of_the_whole_model():
+    model = AIModelFactory.build(version=0)
+    with pytest.raises(ValidationError) as raised:
+        model.validate_constraints()
+
+    assert raised.value.error_dict.keys() == {"__all__"}
+
+
+@pytest.mark.django_db
+def test_making_a_model_the_default_moves_its_updated_at():
+    model = AIModelFactory()
+    before = model.updated_at
+    model.make_default()
+
+    model.refresh_from_db()
+    assert model.is_default and model.updated_at > before
+
+
+@pytest.mark.django_db
+def test_making_a_model_the_default_refreshes_only_the_fields_it_wrote():
+    model = AIModelFactory(description="Saved.")
+    model.description = "Typed, not saved yet."
+    model.make_default()
+
+    assert (model.is_default, model.version, model.description) == (True, 2, "Typed, not saved yet.")
+
+
+@pytest.mark.django_db
+def test_a_refused_delete_lists_every_reason_separated_by_semicolons():
+    from django.db.models import ProtectedError
+
+    from conversations.tests.factories import ConversationFactory
+
+    model = AIModelFactory(is_default=True)
+    ConversationFactory(model=model)
+    with pytest.raises(ProtectedError) as raised:
+        model.delete()
+
+    assert raised.value.args[0] == (
+        f"“{model}” cannot be deleted: it is the default model (make another model the default first); "
+        "1 conversation uses it."
+    )

@@ -141,3 +141,169 @@ def test_a_cursor_past_any_date_is_refused_as_not_a_place_in_the_list():
     assert not form.is_valid()
     error = form.errors.as_data()["cursor"][0]
     assert (error.code, error.messages) == ("invalid", ["Not a place in the list."])
+
+
+# MessageForm: the picker, the rules of a sent message, and the room a message has ----------------
+@pytest.fixture
+def usable_model(db):
+    from aimodels.tests.factories import AIModelFactory
+
+    return AIModelFactory(api_key_env="", is_default=True)
+
+
+def test_the_picker_lists_the_default_model_first_then_the_others_by_name(db):
+    from accounts.tests.factories import UserFactory
+    from aimodels.tests.factories import AIModelFactory
+    from conversations.forms import MessageForm
+
+    zeta, alpha, default = (AIModelFactory(name=n, api_key_env="") for n in ("zeta", "alpha", "middle"))
+    default.make_default()
+
+    offered = [value.instance for value, _ in MessageForm(user=UserFactory()).fields["model"].choices]
+    assert offered == [default, alpha, zeta]
+
+
+def test_the_model_may_be_given_as_a_model_rather_than_its_id(usable_model):
+    from accounts.tests.factories import UserFactory
+    from conversations.forms import MessageForm
+
+    form = MessageForm({"content": "Hello", "model": usable_model}, user=UserFactory())
+    assert form.is_valid(), form.errors
+    assert form.cleaned_data["model"] == usable_model
+
+
+def test_a_model_not_on_offer_is_refused_with_the_invalid_choice_code(usable_model):
+    from accounts.tests.factories import UserFactory
+    from conversations.forms import MessageForm
+
+    form = MessageForm({"content": "Hello", "model": usable_model.pk + 1000}, user=UserFactory())
+    assert not form.is_valid()
+    error = form.errors.as_data()["model"][0]
+    assert (error.code, error.messages) == ("invalid_choice", ["That model is not available. Pick another."])
+
+
+def test_a_new_conversation_needs_a_model(usable_model):
+    from accounts.tests.factories import UserFactory
+    from conversations.forms import MessageForm
+
+    form = MessageForm({"content": "Hello"}, user=UserFactory())
+    assert not form.is_valid()
+    assert form.errors.as_data()["model"][0].code == "required"
+
+
+def test_a_message_over_the_length_limit_is_refused_with_the_max_length_code(usable_model, settings):
+    from accounts.tests.factories import UserFactory
+    from conversations.forms import MessageForm
+
+    settings.MESSAGE_MAX_LENGTH = 10
+    form = MessageForm({"content": "x" * 11, "model": usable_model.pk}, user=UserFactory())
+    assert not form.is_valid()
+    error = form.errors.as_data()["content"][0]
+    assert (error.code, error.messages) == (
+        "max_length",
+        ["This message is 11 characters; the limit is 10. Shorten it or split it up."],
+    )
+
+
+def test_a_message_while_a_reply_is_written_here_is_refused_with_what_to_do(usable_model):
+    from conversations.forms import MessageForm
+    from conversations.tests.factories import ConversationFactory, MessageFactory
+
+    conversation = ConversationFactory(model=usable_model)
+    MessageFactory(conversation=conversation, pending=True)
+
+    form = MessageForm({"content": "Hello"}, user=conversation.user, conversation=conversation)
+    assert not form.is_valid()
+    assert form.non_field_errors() == ["A reply is still being written. Wait for it to finish, or press Stop."]
+
+
+def test_a_message_over_the_replies_at_once_is_refused_with_what_to_do(usable_model, settings):
+    from conversations.forms import MessageForm
+    from conversations.tests.factories import ConversationFactory, MessageFactory
+
+    settings.REPLIES_AT_ONCE_PER_USER = 1
+    elsewhere = MessageFactory(conversation__model=usable_model, pending=True).conversation
+    conversation = ConversationFactory(model=usable_model, user=elsewhere.user)
+
+    form = MessageForm({"content": "Hello"}, user=conversation.user, conversation=conversation)
+    assert not form.is_valid()
+    assert form.non_field_errors() == [
+        "1 of your replies are being written in other conversations; at most 1 at once. "
+        "Wait for one to finish, or stop one."
+    ]
+
+
+def too_long_message(model) -> tuple[str, int]:
+    from conversations import tokens
+
+    message = ("word " * 900).strip()  # about 900 tokens: more than the 841 of small_model
+    return message, tokens.message_tokens(role="user", content=message, encoding=tokens.encoding_for(model.deployment_name))
+
+
+def test_without_instructions_a_new_conversations_first_message_has_the_whole_room(small_model):
+    message, needed = too_long_message(small_model)
+
+    refused = new_conversation_form(small_model, message, "")
+    assert not refused.is_valid()
+    assert refused.errors["content"] == [
+        f"This message is {needed:,} tokens; {small_model.name} accepts at most 841 in one message. "
+        "Shorten it or split it up."
+    ]
+
+
+def test_refused_instructions_take_no_room_from_the_first_message(small_model):
+    message, needed = too_long_message(small_model)
+
+    refused = new_conversation_form(small_model, message, "x" * 8001)  # over the field's 8,000 characters
+    assert not refused.is_valid()
+    assert "system_prompt" in refused.errors
+    assert refused.errors["content"] == [
+        f"This message is {needed:,} tokens; {small_model.name} accepts at most 841 in one message. "
+        "Shorten it or split it up."
+    ]
+
+
+# MessageEditForm: the edit form beside the composer ---------------------------------------------
+def test_the_edit_form_starts_with_the_message_and_ids_of_its_own(usable_model):
+    from conversations.forms import MessageEditForm
+    from conversations.tests.factories import MessageFactory
+
+    message = MessageFactory(conversation__model=usable_model, content="The first words.")
+    form = MessageEditForm(user=message.conversation.user, message=message)
+
+    assert form["content"].value() == "The first words."
+    assert form["content"].id_for_label == f"edit-{message.pk}-content"
+
+
+# EarlierMessagesForm: the message a page ends at comes with its date --------------------------------
+def test_the_message_an_earlier_page_ends_at_comes_with_its_date(usable_model, django_assert_num_queries):
+    from conversations.forms import EarlierMessagesForm
+    from conversations.tests.factories import MessageFactory
+
+    message = MessageFactory(conversation__model=usable_model)
+    form = EarlierMessagesForm({"before": message.pk}, conversation=message.conversation)
+    assert form.is_valid()
+
+    with django_assert_num_queries(0):
+        assert form.cleaned_data["before"].created_at == message.created_at
+
+
+# Sidebar: a title's control characters; a search's spaces -----------------------------------------
+def test_a_title_with_a_control_character_is_refused_with_the_rule(db):
+    from conversations.forms import ConversationRenameForm
+
+    form = ConversationRenameForm({"title": "Tab\there"})
+    assert not form.is_valid()
+    error = form.errors.as_data()["title"][0]
+    assert (error.code, error.messages) == (
+        "control_characters",
+        ["Control characters (tabs, line breaks and the like) cannot be used here."],
+    )
+
+
+def test_a_search_s_runs_of_spaces_become_one_space():
+    from conversations.forms import ConversationSearchForm
+
+    form = ConversationSearchForm({"q": "  red \u00a0 wine  "})
+    assert form.is_valid()
+    assert form.cleaned_data["q"] == "red wine"
