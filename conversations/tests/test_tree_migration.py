@@ -23,19 +23,20 @@ def executor(transactional_db):
 
 
 def before_tree(executor: MigrationExecutor):
-    """The database taken back to just before the tree (every other app as it is), and the
-    models as they were then."""
+    """The database taken back to just before the tree (every other app as it is): the models
+    Conversation and Message as they were then, and a user and an AI model to own them."""
     targets = [node for node in executor.loader.graph.leaf_nodes() if node[0] != "conversations"] + BEFORE
     executor.migrate(targets)
-    return executor.loader.project_state(targets).apps
+    old = executor.loader.project_state(targets).apps
+    user = old.get_model("accounts", "User").objects.create(username="before", email="before@example.com")
+    model = old.get_model("aimodels", "AIModel").objects.create(
+        name="old-model", deployment_name="gpt-4o-mini", api_endpoint="https://api.openai.com/v1"
+    )
+    return old.get_model("conversations", "Conversation"), old.get_model("conversations", "Message"), user, model
 
 
 def test_every_existing_conversation_becomes_a_single_branch(executor):
-    old = before_tree(executor)
-    User, AIModel = old.get_model("accounts", "User"), old.get_model("aimodels", "AIModel")
-    Conversation, Message = old.get_model("conversations", "Conversation"), old.get_model("conversations", "Message")
-    user = User.objects.create(username="before", email="before@example.com")
-    model = AIModel.objects.create(name="old-model", deployment_name="gpt-4o-mini", api_endpoint="https://api.openai.com/v1")
+    Conversation, Message, user, model = before_tree(executor)
     first, second = (Conversation.objects.create(user=user, model=model, title=title) for title in ("first", "second"))
     empty = Conversation.objects.create(user=user, model=model, title="no messages")
     start = timezone.now() - timedelta(hours=1)
@@ -62,11 +63,7 @@ def test_every_existing_conversation_becomes_a_single_branch(executor):
 
 
 def test_the_app_reads_a_migrated_conversation_as_one_branch(executor):
-    old = before_tree(executor)
-    User, AIModel = old.get_model("accounts", "User"), old.get_model("aimodels", "AIModel")
-    Conversation, Message = old.get_model("conversations", "Conversation"), old.get_model("conversations", "Message")
-    user = User.objects.create(username="before", email="before@example.com")
-    model = AIModel.objects.create(name="old-model", deployment_name="gpt-4o-mini", api_endpoint="https://api.openai.com/v1")
+    Conversation, Message, user, model = before_tree(executor)
     conversation = Conversation.objects.create(user=user, model=model, title="kept")
     for n in range(4):
         Message.objects.create(conversation=conversation, role="user" if n % 2 == 0 else "assistant", content=f"m{n}")
