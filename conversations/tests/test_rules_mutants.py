@@ -141,3 +141,87 @@ def test_a_cursor_past_any_date_is_refused_as_not_a_place_in_the_list():
     assert not form.is_valid()
     error = form.errors.as_data()["cursor"][0]
     assert (error.code, error.messages) == ("invalid", ["Not a place in the list."])
+
+
+# conversations/models.py survivors ---------------------------------------------------------------
+def test_a_failed_lookup_tells_the_model_what_it_looked_for_and_why_it_failed():
+    from conversations.models import Step
+
+    step = Step(kind="weather", query="Lisbon", status="failed", error="The weather service did not answer.")
+
+    assert step.context_text() == (
+        "chatter tried to look up Lisbon on the web for this message, but it failed: "
+        "The weather service did not answer. Answer without it."
+    )
+
+
+def test_a_lookup_that_never_finished_is_told_to_the_model_as_not_finished():
+    from conversations.models import Step
+
+    step = Step(kind="search", query="tide times", status="pending")  # its reply was cut off mid-lookup
+
+    assert step.context_text() == (
+        "chatter tried to look up tide times on the web for this message, but it failed: "
+        "it did not finish. Answer without it."
+    )
+
+
+def test_a_first_message_of_exactly_the_title_length_is_the_whole_title():
+    from conversations.models import TITLE_LENGTH, Conversation
+
+    text = "x" * TITLE_LENGTH
+
+    assert Conversation().title_from(text) == text
+
+
+def test_a_title_cut_at_a_space_ends_with_the_word_before_it():
+    from conversations.models import TITLE_LENGTH, Conversation
+
+    text = "a" * (TITLE_LENGTH - 2) + " and the rest of a long first message"  # the cut ends on the space
+
+    assert Conversation().title_from(text) == "a" * (TITLE_LENGTH - 2) + "…"
+
+
+def test_a_message_is_named_by_its_role_and_first_40_characters():
+    from conversations.models import Message
+
+    assert str(Message(role="user", content="0123456789" * 5)) == "user: " + "0123456789" * 4
+
+
+@pytest.fixture
+def usage_user(db):
+    from accounts.tests.factories import UserFactory
+
+    return UserFactory()
+
+
+def usage_rows(user) -> list[tuple]:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from conversations.models import Message
+
+    rows = Message.objects.usage_by_model(user=user, since=timezone.now() - timedelta(days=30))
+    return [(row["model__name"], row["replies"], row["prompt_tokens"], row["completion_tokens"]) for row in rows]
+
+
+def test_replies_without_reported_usage_count_zero_tokens(usage_user):
+    from conversations.tests.factories import ConversationFactory, MessageFactory
+
+    conversation = ConversationFactory(user=usage_user)
+    MessageFactory(conversation=conversation, reply=True, usage=None)  # an interrupted reply: no usage
+
+    assert usage_rows(usage_user) == [(conversation.model.name, 1, 0, 0)]
+
+
+def test_usage_lists_the_model_that_wrote_the_most_first_whatever_its_name(usage_user):
+    from aimodels.tests.factories import AIModelFactory
+    from conversations.tests.factories import ConversationFactory, MessageFactory
+
+    conversation = ConversationFactory(user=usage_user)
+    for name, completion in (("alpha", 5), ("zulu", 50)):
+        MessageFactory(conversation=conversation, reply=True, model=AIModelFactory(name=name),
+                       usage={"prompt_tokens": 1, "completion_tokens": completion})
+
+    assert usage_rows(usage_user) == [("zulu", 1, 1, 50), ("alpha", 1, 1, 5)]
