@@ -189,7 +189,7 @@ def test_a_message_is_named_by_its_role_and_first_40_characters():
 
 
 @pytest.fixture
-def usage_user(db):
+def owner(db):
     from accounts.tests.factories import UserFactory
 
     return UserFactory()
@@ -206,22 +206,94 @@ def usage_rows(user) -> list[tuple]:
     return [(row["model__name"], row["replies"], row["prompt_tokens"], row["completion_tokens"]) for row in rows]
 
 
-def test_replies_without_reported_usage_count_zero_tokens(usage_user):
+def test_replies_without_reported_usage_count_zero_tokens(owner):
     from conversations.tests.factories import ConversationFactory, MessageFactory
 
-    conversation = ConversationFactory(user=usage_user)
+    conversation = ConversationFactory(user=owner)
     MessageFactory(conversation=conversation, reply=True, usage=None)  # an interrupted reply: no usage
 
-    assert usage_rows(usage_user) == [(conversation.model.name, 1, 0, 0)]
+    assert usage_rows(owner) == [(conversation.model.name, 1, 0, 0)]
 
 
-def test_usage_lists_the_model_that_wrote_the_most_first_whatever_its_name(usage_user):
+def test_usage_lists_the_model_that_wrote_the_most_first_whatever_its_name(owner):
     from aimodels.tests.factories import AIModelFactory
     from conversations.tests.factories import ConversationFactory, MessageFactory
 
-    conversation = ConversationFactory(user=usage_user)
+    conversation = ConversationFactory(user=owner)
     for name, completion in (("alpha", 5), ("zulu", 50)):
         MessageFactory(conversation=conversation, reply=True, model=AIModelFactory(name=name),
                        usage={"prompt_tokens": 1, "completion_tokens": completion})
 
-    assert usage_rows(usage_user) == [("zulu", 1, 1, 50), ("alpha", 1, 1, 5)]
+    assert usage_rows(owner) == [("zulu", 1, 1, 50), ("alpha", 1, 1, 5)]
+
+
+# Sidebar search on PostgreSQL (full text): what is found and the snippet shown ---------------------
+def on_postgresql() -> bool:
+    from django.conf import settings
+
+    return settings.DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
+
+
+only_postgresql = pytest.mark.skipif(not on_postgresql(), reason="full-text search is PostgreSQL's")
+MARKS = ("[", "]")
+
+
+def searched(user, text: str) -> list[tuple[str, str, str | None]]:
+    """(title, search_title, search_snippet) of the user's conversations that `text` finds."""
+    from conversations.models import Conversation
+
+    found = Conversation.objects.for_user(user).search(text, marks=MARKS).order_by("pk")
+    return [(row.title, row.search_title, row.search_snippet) for row in found]
+
+
+def conversation_saying(user, *contents: str, title: str = "Notes"):
+    from conversations.tests.factories import ConversationFactory, MessageFactory
+
+    conversation = ConversationFactory(user=user, title=title)
+    for content in contents:
+        MessageFactory(conversation=conversation, content=content)
+    return conversation
+
+
+@only_postgresql
+def test_a_three_letter_word_is_searched_as_the_start_of_a_word(owner):
+    conversation_saying(owner, "Our catalog of parts", title="Parts")
+    conversation_saying(owner, "Concatenate the strings", title="Strings")  # "cat" only inside a word
+
+    assert searched(owner, "cat") == [("Parts", "Parts", "Our [catalog] of parts")]
+
+
+@only_postgresql
+def test_a_snippet_spans_24_words_from_the_first_of_the_searched_words(owner):
+    words = [f"word{n:02d}" for n in range(60)]
+    conversation_saying(owner, " ".join(words))
+
+    (_, _, snippet), = searched(owner, "word10 word40")
+    assert snippet == " ".join(["[word10]", *words[11:34]])
+
+
+@only_postgresql
+def test_a_snippet_of_one_match_in_a_long_message_is_12_words(owner):
+    words = [f"word{n:02d}" for n in range(60)]
+    conversation_saying(owner, " ".join(words))
+
+    (_, _, snippet), = searched(owner, "word30")
+    assert snippet == " ".join(["[word30]", *words[31:42]])
+
+
+@only_postgresql
+def test_three_letter_words_count_in_a_snippets_length(owner):
+    text = " ".join(["the cat sat on the mat and ate all the fish but not the bun"] * 4)
+    conversation_saying(owner, text)
+
+    (_, _, snippet), = searched(owner, "fish")
+    assert snippet == "[fish] but not the bun the cat sat on the mat and"
+
+
+@only_postgresql
+def test_a_long_title_is_shown_whole_with_every_match_marked(owner):
+    title = " ".join(f"wd{n:02d}" for n in range(30)) + " lisbon " + " ".join(f"tl{n:02d}" for n in range(4))  # 176 characters
+    conversation_saying(owner, title=title)
+
+    (_, search_title, _), = searched(owner, "lisbon")
+    assert search_title == title.replace("lisbon", "[lisbon]")
