@@ -297,3 +297,86 @@ def test_a_long_title_is_shown_whole_with_every_match_marked(owner):
 
     (_, search_title, _), = searched(owner, "lisbon")
     assert search_title == title.replace("lisbon", "[lisbon]")
+
+
+@pytest.mark.parametrize("text", ["lisbon", "sb"])  # on PostgreSQL: full text, then a short query's substring
+def test_a_search_snippet_is_the_first_matching_message_written_even_when_stored_later(owner, text):
+    from datetime import timedelta
+
+    from conversations.tests.factories import MessageFactory
+
+    conversation = conversation_saying(owner, title="Trip")
+    later = MessageFactory(conversation=conversation, content="Back to Lisbon in May")
+    # Written first but stored second: it has the larger id (its time is taken before the insert).
+    MessageFactory(conversation=conversation, content="Lisbon first", created_at=later.created_at - timedelta(hours=1))
+
+    (_, _, snippet), = searched(owner, text)
+    assert snippet.replace("[", "").replace("]", "") == "Lisbon first"
+
+
+@pytest.mark.parametrize("text", ["lisbon", "sb"])
+def test_of_matching_messages_written_at_the_same_instant_the_snippet_is_the_one_stored_first(owner, text):
+    from conversations.models import Message
+    from conversations.tests.factories import MessageFactory
+
+    conversation = conversation_saying(owner, title="Trip")
+    first = MessageFactory(conversation=conversation, content="Lisbon first")
+    MessageFactory(conversation=conversation, content="Back to Lisbon in May", created_at=first.created_at)
+    # The first one rewritten since (its row moves to the end of the table on PostgreSQL).
+    Message.objects.filter(pk=first.pk).update(active=False)
+    Message.objects.filter(pk=first.pk).update(active=True)
+
+    (_, _, snippet), = searched(owner, text)
+    assert snippet.replace("[", "").replace("]", "") == "Lisbon first"
+
+
+def written_out_of_id_order(owner):
+    """Two messages of one conversation: the second stored (larger id) was written an hour before the first."""
+    from datetime import timedelta
+
+    from conversations.tests.factories import MessageFactory
+
+    conversation = conversation_saying(owner)
+    stored_first = MessageFactory(conversation=conversation, content="stored first, written second")
+    stored_second = MessageFactory(conversation=conversation, content="stored second, written first",
+                                   created_at=stored_first.created_at - timedelta(hours=1))
+    return conversation, stored_first, stored_second
+
+
+def test_messages_newest_first_go_by_when_they_were_written_not_by_id(owner):
+    conversation, stored_first, stored_second = written_out_of_id_order(owner)
+
+    assert list(conversation.messages.newest_first()) == [stored_first, stored_second]
+
+
+def test_the_messages_above_one_are_those_written_before_it_whatever_their_ids(owner):
+    conversation, stored_first, stored_second = written_out_of_id_order(owner)
+
+    assert list(conversation.messages.earlier_than(stored_second)) == []
+    assert list(conversation.messages.earlier_than(stored_first)) == [stored_second]
+
+
+def test_messages_written_at_the_same_instant_newest_first_go_by_id_larger_first(owner):
+    from conversations.models import Message
+    from conversations.tests.factories import MessageFactory
+
+    conversation = conversation_saying(owner)
+    first = MessageFactory(conversation=conversation)
+    second = MessageFactory(conversation=conversation, created_at=first.created_at)
+    # The second one rewritten since (its row moves to the end of the table on PostgreSQL).
+    Message.objects.filter(pk=second.pk).update(active=False)
+    Message.objects.filter(pk=second.pk).update(active=True)
+
+    assert list(conversation.messages.newest_first()) == [second, first]
+
+
+def test_models_with_the_same_completion_tokens_are_listed_by_name(owner):
+    from aimodels.tests.factories import AIModelFactory
+    from conversations.tests.factories import ConversationFactory, MessageFactory
+
+    conversation = ConversationFactory(user=owner)
+    for name in ("zulu", "alpha", "mike"):
+        MessageFactory(conversation=conversation, reply=True, model=AIModelFactory(name=name),
+                       usage={"prompt_tokens": 1, "completion_tokens": 5})
+
+    assert [row[0] for row in usage_rows(owner)] == ["alpha", "mike", "zulu"]
