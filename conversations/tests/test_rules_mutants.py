@@ -380,3 +380,18 @@ def test_models_with_the_same_completion_tokens_are_listed_by_name(owner):
                        usage={"prompt_tokens": 1, "completion_tokens": 5})
 
     assert [row[0] for row in usage_rows(owner)] == ["alpha", "mike", "zulu"]
+
+
+@only_postgresql
+def test_full_text_search_finds_a_word_that_english_would_drop(owner):
+    # Against the server's default configuration (English here, as on most installations).
+    conversation_saying(owner, "Which searching tool?")
+
+    assert searched(owner, "which") == [("Notes", "Notes", "[Which] searching tool?")]
+
+
+@only_postgresql
+def test_full_text_search_does_not_take_a_word_for_its_english_stem(owner):
+    conversation_saying(owner, "Which searching tool?")
+
+    assert searched(owner, "searches") == []  # English stemming finds "searching" by "searches"
