@@ -307,3 +307,257 @@ def test_a_search_s_runs_of_spaces_become_one_space():
     form = ConversationSearchForm({"q": "  red \u00a0 wine  "})
     assert form.is_valid()
     assert form.cleaned_data["q"] == "red wine"
+
+
+# conversations/models.py survivors ---------------------------------------------------------------
+def test_a_failed_lookup_tells_the_model_what_it_looked_for_and_why_it_failed():
+    from conversations.models import Step
+
+    step = Step(kind="weather", query="Lisbon", status="failed", error="The weather service did not answer.")
+
+    assert step.context_text() == (
+        "chatter tried to look up Lisbon on the web for this message, but it failed: "
+        "The weather service did not answer. Answer without it."
+    )
+
+
+def test_a_lookup_that_never_finished_is_told_to_the_model_as_not_finished():
+    from conversations.models import Step
+
+    step = Step(kind="search", query="tide times", status="pending")  # its reply was cut off mid-lookup
+
+    assert step.context_text() == (
+        "chatter tried to look up tide times on the web for this message, but it failed: "
+        "it did not finish. Answer without it."
+    )
+
+
+def test_a_first_message_of_exactly_the_title_length_is_the_whole_title():
+    from conversations.models import TITLE_LENGTH, Conversation
+
+    text = "x" * TITLE_LENGTH
+
+    assert Conversation().title_from(text) == text
+
+
+def test_a_title_cut_at_a_space_ends_with_the_word_before_it():
+    from conversations.models import TITLE_LENGTH, Conversation
+
+    text = "a" * (TITLE_LENGTH - 2) + " and the rest of a long first message"  # the cut ends on the space
+
+    assert Conversation().title_from(text) == "a" * (TITLE_LENGTH - 2) + "…"
+
+
+def test_a_message_is_named_by_its_role_and_first_40_characters():
+    from conversations.models import Message
+
+    assert str(Message(role="user", content="0123456789" * 5)) == "user: " + "0123456789" * 4
+
+
+@pytest.fixture
+def owner(db):
+    from accounts.tests.factories import UserFactory
+
+    return UserFactory()
+
+
+def usage_rows(user) -> list[tuple]:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from conversations.models import Message
+
+    rows = Message.objects.usage_by_model(user=user, since=timezone.now() - timedelta(days=30))
+    return [(row["model__name"], row["replies"], row["prompt_tokens"], row["completion_tokens"]) for row in rows]
+
+
+def test_replies_without_reported_usage_count_zero_tokens(owner):
+    from conversations.tests.factories import ConversationFactory, MessageFactory
+
+    conversation = ConversationFactory(user=owner)
+    MessageFactory(conversation=conversation, reply=True, usage=None)  # an interrupted reply: no usage
+
+    assert usage_rows(owner) == [(conversation.model.name, 1, 0, 0)]
+
+
+def test_usage_lists_the_model_that_wrote_the_most_first_whatever_its_name(owner):
+    from aimodels.tests.factories import AIModelFactory
+    from conversations.tests.factories import ConversationFactory, MessageFactory
+
+    conversation = ConversationFactory(user=owner)
+    for name, completion in (("alpha", 5), ("zulu", 50)):
+        MessageFactory(conversation=conversation, reply=True, model=AIModelFactory(name=name),
+                       usage={"prompt_tokens": 1, "completion_tokens": completion})
+
+    assert usage_rows(owner) == [("zulu", 1, 1, 50), ("alpha", 1, 1, 5)]
+
+
+# Sidebar search on PostgreSQL (full text): what is found and the snippet shown ---------------------
+def on_postgresql() -> bool:
+    from django.conf import settings
+
+    return settings.DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
+
+
+only_postgresql = pytest.mark.skipif(not on_postgresql(), reason="full-text search is PostgreSQL's")
+MARKS = ("[", "]")
+
+
+def searched(user, text: str) -> list[tuple[str, str, str | None]]:
+    """(title, search_title, search_snippet) of the user's conversations that `text` finds."""
+    from conversations.models import Conversation
+
+    found = Conversation.objects.for_user(user).search(text, marks=MARKS).order_by("pk")
+    return [(row.title, row.search_title, row.search_snippet) for row in found]
+
+
+def conversation_saying(user, *contents: str, title: str = "Notes"):
+    from conversations.tests.factories import ConversationFactory, MessageFactory
+
+    conversation = ConversationFactory(user=user, title=title)
+    for content in contents:
+        MessageFactory(conversation=conversation, content=content)
+    return conversation
+
+
+@only_postgresql
+def test_a_three_letter_word_is_searched_as_the_start_of_a_word(owner):
+    conversation_saying(owner, "Our catalog of parts", title="Parts")
+    conversation_saying(owner, "Concatenate the strings", title="Strings")  # "cat" only inside a word
+
+    assert searched(owner, "cat") == [("Parts", "Parts", "Our [catalog] of parts")]
+
+
+@only_postgresql
+def test_a_snippet_spans_24_words_from_the_first_of_the_searched_words(owner):
+    words = [f"word{n:02d}" for n in range(60)]
+    conversation_saying(owner, " ".join(words))
+
+    (_, _, snippet), = searched(owner, "word10 word40")
+    assert snippet == " ".join(["[word10]", *words[11:34]])
+
+
+@only_postgresql
+def test_a_snippet_of_one_match_in_a_long_message_is_12_words(owner):
+    words = [f"word{n:02d}" for n in range(60)]
+    conversation_saying(owner, " ".join(words))
+
+    (_, _, snippet), = searched(owner, "word30")
+    assert snippet == " ".join(["[word30]", *words[31:42]])
+
+
+@only_postgresql
+def test_three_letter_words_count_in_a_snippets_length(owner):
+    text = " ".join(["the cat sat on the mat and ate all the fish but not the bun"] * 4)
+    conversation_saying(owner, text)
+
+    (_, _, snippet), = searched(owner, "fish")
+    assert snippet == "[fish] but not the bun the cat sat on the mat and"
+
+
+@only_postgresql
+def test_a_long_title_is_shown_whole_with_every_match_marked(owner):
+    title = " ".join(f"wd{n:02d}" for n in range(30)) + " lisbon " + " ".join(f"tl{n:02d}" for n in range(4))  # 176 characters
+    conversation_saying(owner, title=title)
+
+    (_, search_title, _), = searched(owner, "lisbon")
+    assert search_title == title.replace("lisbon", "[lisbon]")
+
+
+@pytest.mark.parametrize("text", ["lisbon", "sb"])  # on PostgreSQL: full text, then a short query's substring
+def test_a_search_snippet_is_the_first_matching_message_written_even_when_stored_later(owner, text):
+    from datetime import timedelta
+
+    from conversations.tests.factories import MessageFactory
+
+    conversation = conversation_saying(owner, title="Trip")
+    later = MessageFactory(conversation=conversation, content="Back to Lisbon in May")
+    # Written first but stored second: it has the larger id (its time is taken before the insert).
+    MessageFactory(conversation=conversation, content="Lisbon first", created_at=later.created_at - timedelta(hours=1))
+
+    (_, _, snippet), = searched(owner, text)
+    assert snippet.replace("[", "").replace("]", "") == "Lisbon first"
+
+
+@pytest.mark.parametrize("text", ["lisbon", "sb"])
+def test_of_matching_messages_written_at_the_same_instant_the_snippet_is_the_one_stored_first(owner, text):
+    from conversations.models import Message
+    from conversations.tests.factories import MessageFactory
+
+    conversation = conversation_saying(owner, title="Trip")
+    first = MessageFactory(conversation=conversation, content="Lisbon first")
+    MessageFactory(conversation=conversation, content="Back to Lisbon in May", created_at=first.created_at)
+    # The first one rewritten since (its row moves to the end of the table on PostgreSQL).
+    Message.objects.filter(pk=first.pk).update(active=False)
+    Message.objects.filter(pk=first.pk).update(active=True)
+
+    (_, _, snippet), = searched(owner, text)
+    assert snippet.replace("[", "").replace("]", "") == "Lisbon first"
+
+
+def written_out_of_id_order(owner):
+    """Two messages of one conversation: the second stored (larger id) was written an hour before the first."""
+    from datetime import timedelta
+
+    from conversations.tests.factories import MessageFactory
+
+    conversation = conversation_saying(owner)
+    stored_first = MessageFactory(conversation=conversation, content="stored first, written second")
+    stored_second = MessageFactory(conversation=conversation, content="stored second, written first",
+                                   created_at=stored_first.created_at - timedelta(hours=1))
+    return conversation, stored_first, stored_second
+
+
+def test_messages_newest_first_go_by_when_they_were_written_not_by_id(owner):
+    conversation, stored_first, stored_second = written_out_of_id_order(owner)
+
+    assert list(conversation.messages.newest_first()) == [stored_first, stored_second]
+
+
+def test_the_messages_above_one_are_those_written_before_it_whatever_their_ids(owner):
+    conversation, stored_first, stored_second = written_out_of_id_order(owner)
+
+    assert list(conversation.messages.earlier_than(stored_second)) == []
+    assert list(conversation.messages.earlier_than(stored_first)) == [stored_second]
+
+
+def test_messages_written_at_the_same_instant_newest_first_go_by_id_larger_first(owner):
+    from conversations.models import Message
+    from conversations.tests.factories import MessageFactory
+
+    conversation = conversation_saying(owner)
+    first = MessageFactory(conversation=conversation)
+    second = MessageFactory(conversation=conversation, created_at=first.created_at)
+    # The second one rewritten since (its row moves to the end of the table on PostgreSQL).
+    Message.objects.filter(pk=second.pk).update(active=False)
+    Message.objects.filter(pk=second.pk).update(active=True)
+
+    assert list(conversation.messages.newest_first()) == [second, first]
+
+
+def test_models_with_the_same_completion_tokens_are_listed_by_name(owner):
+    from aimodels.tests.factories import AIModelFactory
+    from conversations.tests.factories import ConversationFactory, MessageFactory
+
+    conversation = ConversationFactory(user=owner)
+    for name in ("zulu", "alpha", "mike"):
+        MessageFactory(conversation=conversation, reply=True, model=AIModelFactory(name=name),
+                       usage={"prompt_tokens": 1, "completion_tokens": 5})
+
+    assert [row[0] for row in usage_rows(owner)] == ["alpha", "mike", "zulu"]
+
+
+@only_postgresql
+def test_full_text_search_finds_a_word_that_english_would_drop(owner):
+    # Against the server's default configuration (English here, as on most installations).
+    conversation_saying(owner, "Which searching tool?")
+
+    assert searched(owner, "which") == [("Notes", "Notes", "[Which] searching tool?")]
+
+
+@only_postgresql
+def test_full_text_search_does_not_take_a_word_for_its_english_stem(owner):
+    conversation_saying(owner, "Which searching tool?")
+
+    assert searched(owner, "searches") == []  # English stemming finds "searching" by "searches"
