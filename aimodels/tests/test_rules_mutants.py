@@ -264,3 +264,72 @@ def test_a_refused_delete_lists_every_reason_separated_by_semicolons():
         f"“{model}” cannot be deleted: it is the default model (make another model the default first); "
         "1 conversation uses it."
     )
+
+
+# late survivors of the 2026-11-29 run
+A_WHILE_AGO = "2020-01-01T00:00:00Z"
+
+
+class AIModelsElsewhere:
+    """A router that sends the writes of AI models to a database this project does not have."""
+
+    def db_for_write(self, model, **hints):
+        return "elsewhere" if model is AIModel else None
+
+
+ROUTER = f"{__name__}.AIModelsElsewhere"
+
+
+@pytest.mark.django_db
+def test_saving_chosen_fields_also_moves_updated_at():
+    model = AIModelFactory()
+    AIModel.objects.filter(pk=model.pk).update(updated_at=A_WHILE_AGO)
+    model.refresh_from_db()
+    model.description = "Changed."
+    model.save(update_fields=["description"])
+
+    model.refresh_from_db()
+    assert model.description == "Changed." and model.updated_at.year > 2020
+
+
+@pytest.mark.django_db
+def test_saving_an_existing_model_keeps_when_it_was_added():
+    model = AIModelFactory()
+    AIModel.objects.filter(pk=model.pk).update(created_at=A_WHILE_AGO)
+    model.refresh_from_db()
+    model.save()
+
+    model.refresh_from_db()
+    assert model.created_at.year == 2020
+
+
+@pytest.mark.django_db
+def test_the_model_that_loses_the_default_to_a_saved_one_has_its_updated_at_moved():
+    old = AIModelFactory(is_default=True)
+    AIModel.objects.filter(pk=old.pk).update(updated_at=A_WHILE_AGO)
+    AIModelFactory(is_default=True)
+
+    old.refresh_from_db()
+    assert not old.is_default and old.updated_at.year > 2020
+
+
+@pytest.mark.django_db
+def test_a_save_to_a_named_database_writes_there_whatever_the_router_says(settings):
+    model = AIModelFactory(is_default=True)
+    settings.DATABASE_ROUTERS = [ROUTER]
+    model.description = "Changed."
+    model.save(using="default")  # every write, the default's hand-over included, on "default"
+
+    model.refresh_from_db()
+    assert (model.description, model.version) == ("Changed.", 2)
+
+
+@pytest.mark.django_db
+def test_without_a_named_database_a_save_goes_where_the_router_sends_ai_models(settings):
+    from django.utils.connection import ConnectionDoesNotExist
+
+    model = AIModelFactory()
+    settings.DATABASE_ROUTERS = [ROUTER]
+    model.description = "Changed."
+    with pytest.raises(ConnectionDoesNotExist):
+        model.save()
