@@ -561,3 +561,74 @@ def test_full_text_search_does_not_take_a_word_for_its_english_stem(owner):
     conversation_saying(owner, "Which searching tool?")
 
     assert searched(owner, "searches") == []  # English stemming finds "searching" by "searches"
+
+
+# late survivors of the 2026-11-29 run
+def test_a_conversation_without_a_title_is_called_new_conversation():
+    from conversations.models import Conversation
+
+    assert str(Conversation(title="")) == "New conversation"
+
+
+def test_an_open_conversations_composer_has_no_lookups_switch_even_with_lookups_on(usable_model, settings):
+    from accounts.tests.factories import UserFactory
+    from conversations.forms import MessageForm
+    from conversations.tests.factories import ConversationFactory
+
+    settings.WEB_LOOKUPS = True
+    user = UserFactory()
+    form = MessageForm(user=user, conversation=ConversationFactory(user=user, model=usable_model))
+
+    assert "web_lookups" not in form.fields
+
+
+def test_a_new_conversations_composer_has_no_lookups_switch_while_lookups_are_off(usable_model, settings):
+    from accounts.tests.factories import UserFactory
+    from conversations.forms import MessageForm
+
+    settings.WEB_LOOKUPS = False
+    assert "web_lookups" not in MessageForm(user=UserFactory()).fields
+
+
+def test_saving_a_conversations_instructions_alone_leaves_its_other_fields_as_stored(owner):
+    from conversations.models import Conversation
+    from conversations.tests.factories import ConversationFactory
+
+    conversation = ConversationFactory(user=owner, title="Old title")
+    Conversation.objects.filter(pk=conversation.pk).update(title="Renamed meanwhile")
+    conversation.system_prompt = "Answer in one sentence."
+    conversation.save(update_fields=["system_prompt"])
+
+    conversation.refresh_from_db()
+    assert conversation.title == "Renamed meanwhile"
+    assert conversation.system_prompt_tokens == conversation.count_system_prompt() > 0
+
+
+def test_a_conversation_refuses_a_positional_argument_to_save_as_django_does(owner):
+    from conversations.tests.factories import ConversationFactory
+
+    conversation = ConversationFactory(user=owner)
+    with pytest.raises(TypeError):
+        conversation.save(True)
+
+
+def test_saving_a_messages_content_alone_leaves_its_other_fields_as_stored(owner):
+    from conversations.models import Message
+    from conversations.tests.factories import ConversationFactory, MessageFactory
+
+    message = MessageFactory(conversation=ConversationFactory(user=owner))
+    Message.objects.filter(pk=message.pk).update(error="Set meanwhile")
+    message.content, message.token_count = "Changed.", None
+    message.save(update_fields=["content"])
+
+    message.refresh_from_db()
+    assert (message.content, message.error) == ("Changed.", "Set meanwhile")
+    assert message.token_count == message.count_tokens()
+
+
+def test_a_message_refuses_a_positional_argument_to_save_as_django_does(owner):
+    from conversations.tests.factories import ConversationFactory, MessageFactory
+
+    message = MessageFactory(conversation=ConversationFactory(user=owner))
+    with pytest.raises(TypeError):
+        message.save(True)
