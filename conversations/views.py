@@ -269,6 +269,12 @@ def reply_retry(request: HttpRequest, public_id: UUID, pk: int) -> HttpResponse:
     return render(request, f"{PAGE}#message", {"conversation": reply.conversation, "message": reply, "is_last": True})
 
 
+def _retry_model(reply: Message) -> AIModel:
+    """A retried reply is asked again of the model that wrote it (a version may have been
+    regenerated with another), or of the conversation's when that one can no longer be used."""
+    return reply.model if reply.model and not reply.model.unusable_reason else reply.conversation.model
+
+
 # Versions and branches: regenerate a reply, edit a question, show another version -----------------
 
 
@@ -363,12 +369,6 @@ def message_show(request: HttpRequest, public_id: UUID, pk: int) -> HttpResponse
     except NotOnBranch:
         return _refused(request, ["That version is no longer beside the shown branch. Reload the page."], status=409)
     return _branch_shown(request, conversation, version)
-
-
-def _retry_model(reply: Message):
-    """A retried reply is asked again of the model that wrote it (a version may have been
-    regenerated with another), or of the conversation's when that one can no longer be used."""
-    return reply.model if reply.model and not reply.model.unusable_reason else reply.conversation.model
 
 
 def _sse(event: str, data: str, *, id: int | None = None) -> str:
