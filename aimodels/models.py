@@ -66,6 +66,10 @@ class AIModelQuerySet(models.QuerySet):
         (the environment is read when this is called, as unusable_reason reads it)."""
         return self.active().filter(Q(api_key_env="") | Q(api_key_env__in=_set_key_variables()))
 
+    def offered(self) -> "AIModelQuerySet":
+        """The usable models in the order the chat offers them: the default first, then by name."""
+        return self.usable().order_by("-is_default", "name")
+
     def delete(self):
         # A bulk delete (the admin's "Delete selected") obeys the same rules as one delete.
         for ai_model in self:

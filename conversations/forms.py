@@ -100,7 +100,7 @@ class MessageForm(forms.Form):
         # No maxlength: a browser would cut a long paste silently. The page counts instead.
         self.fields["content"].widget.attrs["data-max-length"] = str(settings.MESSAGE_MAX_LENGTH)
         if models is None:
-            models = list(AIModel.objects.usable().order_by("-is_default", "name"))
+            models = list(AIModel.objects.offered())
         self.fields["model"].offer(models)
         last = conversation.model if conversation else None
         self.fields["model"].initial = last if last in models else next((m for m in models if m.is_default), None)

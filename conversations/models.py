@@ -484,6 +484,12 @@ class Message(models.Model):
             rows.filter(pk__in=branch[start : start + BRANCH_UPDATE_CHUNK]).update(active=True, chosen=True)
         self.active = self.chosen = True
 
+    def ends_branch(self) -> bool:
+        """The last message of the shown branch (the only one Retry may replace)."""
+        return self.active and not Message.objects.filter(
+            conversation_id=self.conversation_id, active=True, pk__gt=self.pk
+        ).exists()
+
     @staticmethod
     def versions_mark(messages: list["Message"]) -> None:
         """Sets on each of `messages` (of one conversation) version_number and version_count (its
@@ -500,8 +506,8 @@ class Message(models.Model):
         for pk, parent_id in rows.values_list("pk", "parent_id"):
             groups.setdefault(parent_id, []).append(pk)
         for message in messages:
-            group = groups.get(message.parent_id) or [message.pk]
-            place = group.index(message.pk) if message.pk in group else 0
+            group = groups[message.parent_id]
+            place = group.index(message.pk)
             message.version_number, message.version_count = place + 1, len(group)
             message.version_before = group[place - 1] if place else None
             message.version_after = group[place + 1] if place + 1 < len(group) else None

@@ -83,7 +83,7 @@ class MessagePage:
     @cached_property
     def models(self) -> list[AIModel]:
         """The models a reply can be regenerated with."""
-        return self.offered if self.offered is not None else list(AIModel.objects.usable().order_by("-is_default", "name"))
+        return self.offered if self.offered is not None else list(AIModel.objects.offered())
 
     @property
     def items(self) -> list[Message]:
@@ -247,7 +247,7 @@ def reply_stop(request: HttpRequest, public_id: UUID, pk: int) -> HttpResponse:
 @require_POST
 def reply_retry(request: HttpRequest, public_id: UUID, pk: int) -> HttpResponse:
     reply = _reply_for(request, public_id, pk)
-    is_last = reply.active and not reply.conversation.branch().filter(pk__gt=reply.pk).exists()
+    is_last = reply.ends_branch()
     retryable = Q(status__in=Message.RETRYABLE) | Q(
         status__in=Message.IN_PROGRESS, updated_at__lt=timezone.now() - STALE_STREAM
     )
@@ -503,9 +503,7 @@ def _reply_to_stream(user, public_id: UUID, pk: int) -> Message:
 def _finished_bubble(reply: Message) -> str:
     """The bubble of a reply that ended, for the stream's 'done' event. Its HTML is saved with it
     (an older reply's Markdown is rendered here); the retry button goes on the last reply only."""
-    is_last = reply.display_status in Message.RETRYABLE and not Message.objects.filter(
-        conversation_id=reply.conversation_id, active=True, pk__gt=reply.pk
-    ).exists()
+    is_last = reply.display_status in Message.RETRYABLE and reply.ends_branch()
     Message.versions_mark([reply])
     context = {
         "conversation": reply.conversation, "message": reply, "is_last": is_last,

@@ -619,3 +619,31 @@ def test_a_version_of_a_message_off_the_branch_is_not_added(conversation, turn):
         follow_up.version_add(role="user", content="Why not?")
 
     assert Message.objects.count() == count
+
+
+def test_moving_to_a_version_far_up_shows_the_branch_down_to_it_not_only_the_newest_page(signed_in, conversation, turn):
+    question, reply = turn
+    for n in range(30):  # 60 messages below the reply: more than a page
+        MessageFactory(conversation=conversation, content=f"Question {n}")
+        MessageFactory(conversation=conversation, reply=True, content=f"Answer {n}")
+    finish(reply.version_add(role="assistant", status="pending", model=conversation.model), "Green.")
+
+    response = signed_in.post(show_url(reply), headers=HTMX)
+
+    page = BeautifulSoup(response.content, "html.parser")
+    shown = [article["id"] for article in page.select("article")]
+    assert shown[0] == f"message-{reply.pk}" and len(shown) == 61  # the version, and all below it
+    assert page.select_one(".earlier-messages")  # the rest above still loads on scroll
+    assert response["HX-Reswap"] == f"innerHTML show:#message-{reply.pk}:top"
+
+
+def test_retry_of_a_failed_version_off_the_shown_branch_does_nothing(signed_in, conversation, turn):
+    _, reply = turn
+    failed = reply.version_add(role="assistant", status="failed", error="Boom.", model=conversation.model)
+    reply.show()  # the failed version is the newest message, but no longer shown
+
+    response = signed_in.post(reverse("conversations:reply_retry", args=[conversation.public_id, failed.pk]), headers=HTMX)
+
+    assert response["HX-Refresh"] == "true"  # the page is out of date
+    failed.refresh_from_db()
+    assert (failed.status, failed.error) == ("failed", "Boom.")
