@@ -104,9 +104,19 @@ def _page_context(request: HttpRequest, conversation: Conversation | None, form:
     }
 
 
+def _conversation_for(request: HttpRequest, public_id: UUID) -> Conversation:
+    """The user's conversation at this address, with its model; 404 for anyone else's."""
+    return get_object_or_404(Conversation.objects.for_user(request.user).select_related("model"), public_id=public_id)
+
+
+def _newest(request: HttpRequest) -> Conversation | None:
+    """The user's conversation with the latest activity, of those in the sidebar."""
+    return Conversation.objects.for_user(request.user).unarchived().first()
+
+
 @require_GET
 def conversation_index(request: HttpRequest) -> HttpResponse:
-    newest = Conversation.objects.for_user(request.user).unarchived().first()
+    newest = _newest(request)
     if newest is None:
         return conversation_new(request)
     return redirect(newest)
@@ -122,7 +132,7 @@ def conversation_new(request: HttpRequest) -> HttpResponse:
 def conversation_detail(request: HttpRequest, public_id: UUID) -> HttpResponse:
     """The page, with the newest messages; with ?before=<pk>, the page of messages above that
     one (the list scrolled up to its top)."""
-    conversation = get_object_or_404(Conversation.objects.for_user(request.user), public_id=public_id)
+    conversation = _conversation_for(request, public_id)
     earlier = EarlierMessagesForm(request.GET, conversation=conversation)
     if not earlier.is_valid():
         return HttpResponseBadRequest("Not a message of this conversation.")
@@ -137,9 +147,7 @@ def conversation_detail(request: HttpRequest, public_id: UUID) -> HttpResponse:
 def message_create(request: HttpRequest, public_id: UUID | None = None) -> HttpResponse:
     conversation = None
     if public_id is not None:
-        conversation = get_object_or_404(
-            Conversation.objects.for_user(request.user).select_related("model"), public_id=public_id
-        )
+        conversation = _conversation_for(request, public_id)
     form = MessageForm(request.POST, user=request.user, conversation=conversation)
     if not form.is_valid():
         return _composer_refused(request, form, conversation, status=422)
@@ -169,9 +177,7 @@ def message_create(request: HttpRequest, public_id: UUID | None = None) -> HttpR
 @require_POST
 def conversation_system_prompt(request: HttpRequest, public_id: UUID) -> HttpResponse:
     """Change a conversation's system prompt: the partial again, saved or with the reason."""
-    conversation = get_object_or_404(
-        Conversation.objects.for_user(request.user).select_related("model"), public_id=public_id
-    )
+    conversation = _conversation_for(request, public_id)
     form = SystemPromptForm(request.POST, instance=conversation)
     saved = form.is_valid()
     if saved:
@@ -183,7 +189,7 @@ def conversation_system_prompt(request: HttpRequest, public_id: UUID) -> HttpRes
 @require_POST
 def conversation_lookups(request: HttpRequest, public_id: UUID) -> HttpResponse:
     """Turn a conversation's web lookups on or off (the composer's switch): the switch again."""
-    conversation = get_object_or_404(Conversation.objects.for_user(request.user), public_id=public_id)
+    conversation = _conversation_for(request, public_id)
     form = LookupsForm(request.POST, instance=conversation)
     if form.is_valid():  # a checkbox: always valid (absent is off)
         form.save(commit=False)
@@ -744,7 +750,7 @@ def conversation_delete(request: HttpRequest, public_id: UUID) -> HttpResponse:
         remaining = Conversation.objects.for_user(request.user).unarchived().exists()
         context = {"deleted_id": public_id, "conversations": None if remaining else SidebarPage.empty(current_id)}
         return render(request, f"{SIDEBAR}#deleted", context)
-    newest = Conversation.objects.for_user(request.user).unarchived().first()
+    newest = _newest(request)
     url = newest.get_absolute_url() if newest else reverse("conversations:new")
     return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
 
@@ -855,9 +861,7 @@ EXPORT_TYPES = {"markdown": ("md", "text/markdown; charset=utf-8"), "json": ("js
 @require_GET
 def conversation_export(request: HttpRequest, public_id: UUID, kind: str) -> HttpResponse:
     """The conversation's active branch as a download: Markdown or JSON (`kind`, set by the URL)."""
-    conversation = get_object_or_404(
-        Conversation.objects.for_user(request.user).select_related("model"), public_id=public_id
-    )
+    conversation = _conversation_for(request, public_id)
     data = export.conversation_data(conversation)
     extension, content_type = EXPORT_TYPES[kind]
     body = export.conversation_markdown(data) if kind == "markdown" else json.dumps(data, ensure_ascii=False, indent=2)
@@ -911,7 +915,7 @@ def share_list(request: HttpRequest, public_id: UUID) -> HttpResponse:
     """GET: the dialog of the conversation's share links, each with Copy and Revoke, and a button
     to create one. POST: a new link, a snapshot of the active branch as it is now; the list again,
     the new link first, or the reason there is none."""
-    conversation = get_object_or_404(Conversation.objects.for_user(request.user), public_id=public_id)
+    conversation = _conversation_for(request, public_id)
     if request.method == "GET":
         return render(request, f"{SHARES}#share-dialog", _shares_context(request, conversation))
     form = ShareForm(request.POST, conversation=conversation)

@@ -311,6 +311,14 @@ def test_another_user_cannot_revoke_a_share(stranger, stranger_user, owned):
     assert Share.objects.filter(pk=share.pk).exists()
 
 
+def test_a_share_is_revoked_only_through_its_own_conversations_address(as_owner, owner, owned, model):
+    share = ShareFactory(conversation=owned)
+    other = ConversationFactory(user=owner, model=model)  # the owner's too, but not the share's
+
+    assert as_owner.post(reverse("conversations:share_revoke", args=[other.public_id, share.pk])).status_code == 404
+    assert Share.objects.filter(pk=share.pk).exists()
+
+
 # The admin ---------------------------------------------------------------------------------------
 @pytest.fixture
 def staff_client(client, staff_user):

@@ -434,6 +434,7 @@ def test_deleting_another_conversation_removes_only_its_row(signed_in, make):
 @pytest.mark.django_db
 def test_deleting_the_only_conversation_from_elsewhere_empties_the_list(signed_in, make):
     doomed = make("Doomed")
+    make("Someone else's", owner=UserFactory())  # not in this user's list
 
     response = signed_in.post(delete_url(doomed), headers={**HTMX, "HX-Current-URL": "http://testserver/new/"})
 
@@ -446,6 +447,7 @@ def test_deleting_the_only_conversation_from_elsewhere_empties_the_list(signed_i
 def test_deleting_the_conversation_on_screen_goes_to_the_newest_remaining(signed_in, make):
     make("Older", minutes_ago=20)
     newest = make("Newest", minutes_ago=10)
+    make("Someone else's", minutes_ago=5, owner=UserFactory())
     shown = make("Shown", minutes_ago=0)
 
     response = signed_in.post(delete_url(shown), headers=shown_at(shown))
@@ -457,6 +459,7 @@ def test_deleting_the_conversation_on_screen_goes_to_the_newest_remaining(signed
 @pytest.mark.django_db
 def test_deleting_the_last_conversation_on_screen_goes_to_a_new_chat(signed_in, make):
     shown = make("Shown")
+    make("Someone else's", owner=UserFactory())
 
     response = signed_in.post(delete_url(shown), headers=shown_at(shown))
 
