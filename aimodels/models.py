@@ -273,7 +273,7 @@ class AIModel(models.Model):
 
     # Validation ---------------------------------------------------------------------------
     def clean(self) -> None:
-        errors: dict[str, str | list[str]] = {}
+        errors: dict[str, str | list[ValidationError]] = {}
         self.api_endpoint = (self.api_endpoint or "").strip().rstrip("/")
         if self.provider in (self.Provider.AZURE, self.Provider.OPENAI_COMPATIBLE) and not self.api_endpoint:
             errors["api_endpoint"] = "Required for Azure and OpenAI-compatible servers."
@@ -299,7 +299,7 @@ class AIModel(models.Model):
                     context_window=self.context_window, max_completion_tokens=self.max_completion_tokens
                 )
             except ValidationError as error:
-                errors.update(error.message_dict)
+                errors.update(error.error_dict)  # with their codes
         if self.is_default and not self.is_active:
             errors["is_default"] = "The default model must be active."
         if errors:

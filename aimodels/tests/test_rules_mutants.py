@@ -133,6 +133,19 @@ def test_each_token_budget_refusal_has_its_code(context_window, max_completion_t
     assert [e.code for e in raised.value.error_dict[field]] == [code]
 
 
+@pytest.mark.parametrize(
+    "context_window, max_completion_tokens, field, code",
+    [(512, 1, "context_window", "window_too_small"), (4096, 3585, "max_completion_tokens", "no_room_for_prompt")],
+)
+def test_a_models_token_budget_refusal_keeps_its_code(context_window, max_completion_tokens, field, code):
+    model = AIModelFactory.build(context_window=context_window, max_completion_tokens=max_completion_tokens)
+
+    with pytest.raises(ValidationError) as raised:
+        model.clean()
+
+    assert [e.code for e in raised.value.error_dict[field]] == [code]
+
+
 # AIModel (models.py): names, the key filter, clean()'s refusals, constraints, default, delete ---
 def test_a_name_from_a_model_id_keeps_a_leading_capital_x():
     from aimodels.models import name_from_model_id
