@@ -114,3 +114,43 @@ def test_archive_leaves_the_sidebar_for_the_archived_page_and_restore_brings_it_
     kept.refresh_from_db()
     assert kept.archived_at is None
     assert page.problems == []
+
+
+def test_from_the_keyboard_the_focus_stays_with_a_pinned_row_and_moves_on_from_an_archived_one(
+    watched: Page, asgi_server, browser_user, make
+):
+    page = watched
+    first = make("First")
+    second = make("Second", minutes_ago=5)
+    third = make("Third", minutes_ago=10)
+    fourth = make("Fourth", minutes_ago=15)
+    open_chat(page, asgi_server, browser_user, first)
+    items = page.locator("#conversation-list .item-title")
+
+    # Pinned: the row moves to the top, and its button (now Unpin) keeps the focus.
+    row(page, second).get_by_role("button", name="Pin").focus()
+    page.keyboard.press("Enter")
+    expect(items).to_have_text(["Second", "First", "Third", "Fourth"])
+    expect(row(page, second).get_by_role("button", name="Unpin")).to_be_focused()
+
+    # Archived: the focus goes to the row that took its place.
+    page.keyboard.press("Tab")
+    expect(row(page, second).get_by_role("button", name="Archive")).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(items).to_have_text(["First", "Third", "Fourth"])
+    expect(row(page, first).locator(".item-link")).to_be_focused()
+    row(page, third).get_by_role("button", name="Archive").focus()
+    page.keyboard.press("Enter")
+    expect(items).to_have_text(["First", "Fourth"])
+    expect(row(page, fourth).locator(".item-link")).to_be_focused()
+
+    # The last row archived: to the row above it; none left: to the search box.
+    row(page, fourth).get_by_role("button", name="Archive").focus()
+    page.keyboard.press("Enter")
+    expect(items).to_have_text(["First"])
+    expect(row(page, first).locator(".item-link")).to_be_focused()
+    row(page, first).get_by_role("button", name="Archive").focus()
+    page.keyboard.press("Enter")
+    expect(items).to_have_count(0)
+    expect(page.locator("#conversation-search")).to_be_focused()
+    assert page.problems == []

@@ -95,6 +95,33 @@
     dialog.showModal();
   });
 
+  // Pin or archive from a row: the answer is a new list (out of band), so the button pressed is
+  // gone. The focus stays with the row (pinned or unpinned: the same button, which now says the
+  // other), or, archived, goes to the row that took its place (the last row, or the search box).
+  var arranging = new WeakMap();  // a row's button pressed -> where it was
+  document.addEventListener("htmx:beforeRequest", function (event) {
+    var button = event.detail.elt;
+    var actions = button instanceof Element && button.closest("#conversation-list .item-actions");
+    if (!actions) { return; }
+    var row = actions.closest(".conversation-item");
+    var rows = Array.prototype.slice.call(document.querySelectorAll("#conversation-list .conversation-item"));
+    arranging.set(button, { id: row.id, button: Array.prototype.indexOf.call(actions.children, button), row: rows.indexOf(row) });
+  });
+  // The new list is in place by now. The button is gone with the old one, so htmx tells the
+  // nearest element still in the page (detail.elt); requestConfig.elt is the button.
+  document.addEventListener("htmx:afterRequest", function (event) {
+    var button = event.detail.requestConfig && event.detail.requestConfig.elt;
+    var was = button && arranging.get(button);
+    if (!was || button.isConnected) { return; }  // no new list (a rename, a dialog, or refused)
+    var row = document.getElementById(was.id);
+    var target = row && row.querySelector(".item-actions").children[was.button];
+    if (!target) {
+      var links = document.querySelectorAll("#conversation-list .conversation-item .item-link");
+      target = links[Math.min(was.row, links.length - 1)] || document.getElementById("conversation-search");
+    }
+    if (target) { target.focus(); }
+  });
+
   // Tests wait for this mark, not for time.
   document.documentElement.dataset.sidebarReady = "true";
 })();
