@@ -69,4 +69,9 @@ def test_a_link_created_in_the_menu_opens_logged_out_until_revoked(
     finally:
         stranger.close()
     assert not Share.objects.exists()
+
+    # Closed: the focus is back on Share…, in the menu that opened it (clicks in the dialog left it open).
+    page.keyboard.press("Escape")
+    expect(dialog).to_have_count(0)
+    expect(page.get_by_role("button", name="Share…")).to_be_focused()
     assert page.problems == []

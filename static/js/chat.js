@@ -227,8 +227,9 @@
   });
 
   // Menus (a reply's Regenerate, the header's ⋯) are <details>: Esc closes an open one (its
-  // summary keeps the focus), as does a click outside it; Esc in a message being edited cancels
-  // the edit. Listened for while the event goes down, so that Esc stops no reply meanwhile.
+  // summary keeps the focus), as does a click outside it, except in a dialog the menu opened (its
+  // Share…), whose closing gives the focus back to the menu's item; Esc in a message being edited
+  // cancels the edit. Listened for while the event goes down, so that Esc stops no reply meanwhile.
   var MENUS = "details.regenerate[open], details.conversation-actions[open]";
   document.addEventListener("keydown", function (event) {
     if (event.key !== "Escape" || event.isComposing || document.querySelector("dialog[open]")) { return; }
@@ -247,7 +248,7 @@
   }, true);
   document.addEventListener("click", function (event) {
     document.querySelectorAll(MENUS).forEach(function (menu) {
-      if (!menu.contains(event.target)) { menu.open = false; }
+      if (!menu.contains(event.target) && !event.target.closest("dialog[open]")) { menu.open = false; }
     });
   });
 
