@@ -8,8 +8,8 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from conversations import models, services
-from conversations.models import Message
+from conversations import models, services, tokens
+from conversations.models import Message, Step
 from conversations.tests.factories import MessageFactory
 from conversations.tests.test_stream import reload
 
@@ -46,3 +46,81 @@ async def test_waiting_on_another_workers_reply_ends_with_its_end_and_keeps_its_
     assert (loaded.status, loaded.content) == (Message.Status.COMPLETE, "Done.")
     # Only the reply's state is read again: the page renders its bubble with what it had loaded.
     assert loaded.conversation is conversation and loaded.model is model
+
+
+# _Room.fit: a lookup's results take what is left of the model's window -------------------------
+@pytest.fixture
+def small_model(chat_model):
+    chat_model.context_window, chat_model.max_completion_tokens = 3_000, 500
+    chat_model.save()
+    return chat_model
+
+
+ROOM = 3_000 - 500 - services.DEFAULT_MARGIN  # the small model's window for everything but the reply
+OWLS = "Owls hunt at night. " * 300  # about 1,800 tokens
+
+
+def found(text: str = OWLS) -> Step:
+    return Step(kind="search", query="owls", status="done", text=text, sources=[{"title": "O", "url": "https://o.example/"}])
+
+
+def counted(step: Step) -> int:
+    """The tokens a step takes in the context, as the model reads it (a system message)."""
+    return tokens.message_tokens(role="system", content=step.context_text(), encoding=tokens.encoding_for("gpt-4o-mini"))
+
+
+async def test_a_lookup_that_fits_exactly_is_kept_whole_and_fills_the_room(small_model):
+    step = found()
+    room = services._Room(model=small_model, used=ROOM - counted(found()))
+
+    room.fit(step)
+
+    assert (step.status, step.text, step.sources) == ("done", OWLS, [{"title": "O", "url": "https://o.example/"}])
+    assert room.used == ROOM
+
+
+async def test_a_lookup_that_fits_adds_its_tokens_to_those_used(small_model):
+    step = found("Owls hunt at night.")
+    room = services._Room(model=small_model, used=1_000)
+
+    room.fit(step)
+
+    assert step.text == "Owls hunt at night."
+    assert room.used == 1_000 + counted(found("Owls hunt at night."))
+
+
+async def test_a_lookup_cut_to_the_room_left_ends_with_an_ellipsis_and_fills_the_room_exactly(small_model):
+    step = found()
+    room = services._Room(model=small_model, used=ROOM - counted(found()) + 100)  # 100 tokens short
+
+    room.fit(step)
+
+    encoding = tokens.encoding_for("gpt-4o-mini")
+    assert step.status == "done"
+    # All the tokens that fit, less one for the ellipsis.
+    assert step.text == encoding.decode(encoding.encode(OWLS)[: len(encoding.encode(OWLS)) - 101]) + "…"
+    assert room.used == ROOM
+
+
+HEADER = counted(found(""))  # the header a lookup's results come under
+
+
+async def test_a_lookup_with_room_for_one_token_of_its_results_keeps_that_token(small_model):
+    step = found()
+    room = services._Room(model=small_model, used=ROOM - HEADER - 2)  # one token and the ellipsis
+
+    room.fit(step)
+
+    encoding = tokens.encoding_for("gpt-4o-mini")
+    assert (step.status, step.text) == ("done", encoding.decode(encoding.encode(OWLS)[:1]) + "…")
+    assert room.used == ROOM
+
+
+async def test_a_lookup_with_no_room_for_any_of_its_results_fails_and_keeps_nothing(small_model):
+    step = found()
+    room = services._Room(model=small_model, used=ROOM - HEADER - 1)  # the ellipsis alone
+
+    room.fit(step)
+
+    assert (step.status, step.text, step.sources, step.error) == ("failed", "", [], services.NO_ROOM)
+    assert room.used == ROOM - HEADER - 1 + counted(step)
