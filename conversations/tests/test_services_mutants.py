@@ -3,15 +3,22 @@ docs/mutants-services.md): each test here fails on a mutant that the rest of the
 Against the real thing: the openai SDK over HTTP to the fake upstream, a real database."""
 
 import asyncio
+import threading
 from datetime import timedelta
+from urllib.parse import urlsplit
 
 import pytest
+from asgiref.sync import sync_to_async
 from django.utils import timezone
+
+from bench.fake_upstream import FakeReply, FakeToolCall
 
 from conversations import models, services, tokens
 from conversations.models import Message, Step
+from conversations.relay import relay
 from conversations.tests.factories import MessageFactory
-from conversations.tests.test_stream import reload
+from conversations.tests.test_lookup_replies import web  # noqa: F401 - the fixture
+from conversations.tests.test_stream import read_all, reload, reloaded_when
 
 pytestmark = [
     pytest.mark.asyncio,
@@ -124,3 +131,169 @@ async def test_a_lookup_with_no_room_for_any_of_its_results_fails_and_keeps_noth
 
     assert (step.status, step.text, step.sources, step.error) == ("failed", "", [], services.NO_ROOM)
     assert room.used == ROOM - HEADER - 1 + counted(step)
+
+
+# _step_run: a lookup run by the reply's job ----------------------------------------------------
+async def ask(conversation, text: str, *steps: Step) -> Message:
+    """The user's message and its pending reply, as the send leaves them."""
+    await sync_to_async(MessageFactory)(conversation=conversation, content=text)
+    return await sync_to_async(MessageFactory)(
+        conversation=conversation, pending=True, steps=[step.as_json() for step in steps]
+    )
+
+
+async def job_started(reply: Message) -> tuple[asyncio.Task, Message]:
+    """The reply claimed and its job running here, as reply_start leaves it: the job's task and the
+    reply as claimed."""
+    await Message.objects.filter(pk=reply.pk).aupdate(status=Message.Status.STREAMING, updated_at=timezone.now())
+    claimed = await reload(reply)
+    stopped = await relay.open(reply.pk)
+    return asyncio.create_task(services.reply_write(reply_id=reply.pk, stopped=stopped, reply=await reload(reply))), claimed
+
+
+def log_fields(reply: Message) -> str:
+    return (
+        f"model={reply.model.pk} model_name=fake-gpt host={urlsplit(reply.model.api_endpoint).netloc} "
+        f"conversation={reply.conversation.public_id} reply={reply.pk}"
+    )
+
+
+async def test_a_lookups_sources_are_saved_with_their_title_and_address(client_in, conversation, fake_upstream, web):
+    reply = await ask(conversation, "search for mario golf", Step(kind="search", query="mario golf"))
+
+    await read_all(client_in, reply)
+
+    (step,) = (await reload(reply)).lookup_steps
+    assert step.sources[0] == {
+        "title": "Get information and compare prices of Mario Golf for Game Boy | VGDb",
+        "url": "https://vgdb.uk/mario-golf/game/48484",
+    }
+    assert all(set(source) == {"title", "url"} for source in step.sources)
+
+
+async def test_a_failed_lookup_is_logged_with_its_kind_the_lookups_kind_how_it_was_asked_and_the_ids(
+    client_in, conversation, fake_upstream, web, settings, caplog
+):
+    settings.SEARCH_URL = web.url("/status/500?q={query}")
+    reply = await ask(conversation, "search for owls", Step(kind="search", query="owls"))
+
+    await read_all(client_in, reply)
+
+    loaded = await reload(reply)
+    assert [r.getMessage() for r in caplog.records if r.getMessage().startswith("Lookup failed")] == [
+        f"Lookup failed: kind=http_status lookup=search via=message {log_fields(loaded)}"
+    ]
+
+
+async def test_a_lookup_that_breaks_on_our_side_is_logged_with_the_error_and_the_ids(
+    client_in, conversation, fake_upstream, monkeypatch, caplog
+):
+    def broken(*, request):
+        raise RuntimeError("a parser's bug")
+
+    monkeypatch.setattr(services.lookups, "lookup_run", broken)
+    reply = await ask(conversation, "search for owls", Step(kind="search", query="owls"))
+
+    await read_all(client_in, reply)
+
+    loaded = await reload(reply)
+    [line] = [r for r in caplog.records if r.getMessage().startswith("Lookup failed")]
+    assert line.getMessage() == f"Lookup failed on our side: error=RuntimeError {log_fields(loaded)}"
+    assert line.exc_info[0] is RuntimeError
+
+
+async def test_a_stop_seen_in_the_database_ends_a_lookup_that_hangs(conversation, fake_upstream, web, settings, monkeypatch):
+    # Stopped through a worker the relay does not reach: only the database's flag says so.
+    monkeypatch.setattr(services, "STOP_POLL_SECONDS", 0.02)
+    settings.SEARCH_URL = web.url("/stall-headers?q={query}")
+    reply = await ask(conversation, "search for owls", Step(kind="search", query="owls"))
+    job, _ = await job_started(reply)  # nothing sets its event: the relay never hears of the stop
+    async with asyncio.timeout(60):
+        while not web.hits:  # the lookup has reached the server, which does not answer
+            await asyncio.sleep(0.01)
+
+    await Message.objects.filter(pk=reply.pk).aupdate(stop_requested=True)
+    await asyncio.wait_for(job, 60)
+
+    saved = await reload(reply)
+    assert (saved.status, saved.error) == (Message.Status.INTERRUPTED, models.STOPPED)
+    assert [(s.status, s.error) for s in saved.lookup_steps] == [("failed", services.STEP_UNFINISHED)]
+    assert fake_upstream.chat_requests == []
+
+
+async def test_a_slow_lookup_is_checkpointed_so_the_reply_does_not_look_abandoned(
+    conversation, fake_upstream, web, settings, monkeypatch
+):
+    monkeypatch.setattr(services, "CHECKPOINT_SECONDS", 0.05)
+    settings.SEARCH_URL = web.url("/gate/ddg/results?q={query}")  # answers once the test opens the gate
+    reply = await ask(conversation, "search for owls", Step(kind="search", query="owls"))
+    fake_upstream.script(FakeReply(text="Owls hunt."))
+    job, claimed = await job_started(reply)
+
+    heartbeat = await reloaded_when(reply, lambda saved: saved.updated_at > claimed.updated_at)
+    assert heartbeat.status == Message.Status.STREAMING
+    assert [s.status for s in heartbeat.lookup_steps] == ["pending"]  # a checkpoint while the lookup runs
+    web.gate.set()
+    await asyncio.wait_for(job, 60)
+
+    saved = await reload(reply)
+    assert (saved.status, saved.content) == (Message.Status.COMPLETE, "Owls hunt.")
+    assert [s.status for s in saved.lookup_steps] == ["done"]
+
+
+# _tool_step: a tool the model called ---------------------------------------------------------------
+async def test_a_call_to_a_tool_we_do_not_have_gets_no_query_whatever_its_arguments(conversation, chat_model, fake_upstream, web):
+    chat_model.supports_tools = True
+    await sync_to_async(chat_model.save)()
+    call = FakeToolCall("run_shell", {"XXXX": "rm -rf /", "query": "rm -rf /"}, id="call_x")
+    fake_upstream.script(FakeReply(tool_calls=[call]), FakeReply(text="Sorry."))
+    reply = await ask(conversation, "Do something")
+    job, _ = await job_started(reply)
+
+    await asyncio.wait_for(job, 60)
+
+    (step,) = (await reload(reply)).lookup_steps
+    assert step == Step(kind="", query="", via="tool", status="failed", error="No such tool.", call_id="call_x")
+    assert fake_upstream.last.body["messages"][-1] == {
+        "role": "tool", "tool_call_id": "call_x", "content": models.LOOKUP_FAILED.format(query="", error="No such tool.")
+    }
+    assert web.hits == []
+
+
+# reply_start_soon: a reply started from the sending view -----------------------------------------
+def started_soon_in_a_thread_of_its_own(reply: Message, loop: asyncio.AbstractEventLoop | None) -> BaseException | None:
+    """reply_start_soon as a sync view's thread calls it: a WSGI worker's (no event loop recorded),
+    or one whose recorded loop is `loop`. What it raised, if anything."""
+    raised: list[BaseException] = []
+
+    def view_thread() -> None:
+        from asgiref.sync import SyncToAsync
+        from django.db import connections
+
+        if loop is not None:
+            SyncToAsync.threadlocal.main_event_loop = loop
+        try:
+            services.reply_start_soon(reply=reply)
+        except BaseException as error:  # noqa: BLE001 - reported to the test
+            raised.append(error)
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=view_thread)
+    thread.start()
+    thread.join(60)
+    return raised[0] if raised else None
+
+
+@pytest.mark.parametrize("loop", ["none", "closed"])
+async def test_without_an_event_loop_to_run_its_job_the_reply_stays_pending_for_its_page(turn, loop):
+    _, reply = turn
+    closed = None
+    if loop == "closed":
+        closed = asyncio.new_event_loop()
+        closed.close()
+
+    raised = await asyncio.to_thread(started_soon_in_a_thread_of_its_own, reply, closed)
+
+    assert raised is None
+    assert (await reload(reply)).status == Message.Status.PENDING  # the page's stream starts it (reply_start)
