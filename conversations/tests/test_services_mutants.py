@@ -3,12 +3,15 @@ docs/mutants-services.md): each test here fails on a mutant that the rest of the
 Against the real thing: the openai SDK over HTTP to the fake upstream, a real database."""
 
 import asyncio
+import logging
 import threading
 from datetime import timedelta
 from urllib.parse import urlsplit
 
 import pytest
 from asgiref.sync import sync_to_async
+from django.db import OperationalError
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from bench.fake_upstream import FakeReply, FakeToolCall
@@ -16,9 +19,10 @@ from bench.fake_upstream import FakeReply, FakeToolCall
 from conversations import models, services, tokens
 from conversations.models import Message, Step
 from conversations.relay import relay
-from conversations.tests.factories import MessageFactory
+from conversations.tests.factories import ConversationFactory, MessageFactory
 from conversations.tests.test_lookup_replies import web  # noqa: F401 - the fixture
 from conversations.tests.test_stream import read_all, reload, reloaded_when
+from conversations.tests.test_titles import background_done
 
 pytestmark = [
     pytest.mark.asyncio,
@@ -297,3 +301,67 @@ async def test_without_an_event_loop_to_run_its_job_the_reply_stays_pending_for_
 
     assert raised is None
     assert (await reload(reply)).status == Message.Status.PENDING  # the page's stream starts it (reply_start)
+
+
+async def test_a_reply_claimed_by_the_send_is_fresh_however_long_it_waited(turn, fake_upstream, upstream_gate, monkeypatch):
+    monkeypatch.setattr(services, "CHECKPOINT_SECONDS", 3_600)  # no checkpoint freshens it meanwhile
+    _, reply = turn
+    await Message.objects.filter(pk=reply.pk).aupdate(updated_at=timezone.now() - timedelta(minutes=1))
+    fake_upstream.script(FakeReply(text="Hello.", hang_after=0))  # the job waits on the provider
+
+    assert await asyncio.to_thread(started_soon_in_a_thread_of_its_own, reply, asyncio.get_running_loop()) is None
+
+    claimed = await reload(reply)
+    assert claimed.status == Message.Status.STREAMING
+    assert not claimed.is_stale  # a page does not show it abandoned, nor Retry take it from its job
+    upstream_gate.set()
+    await background_done()
+    assert (await reload(reply)).status == Message.Status.COMPLETE
+
+
+async def test_the_send_starts_its_own_reply_only(turn, user, chat_model, fake_upstream):
+    _, reply = turn
+    elsewhere = await sync_to_async(ConversationFactory)(user=user, model=chat_model)
+    await sync_to_async(MessageFactory)(conversation=elsewhere, content="Another question")
+    other = await sync_to_async(MessageFactory)(conversation=elsewhere, pending=True)
+
+    assert await asyncio.to_thread(started_soon_in_a_thread_of_its_own, reply, asyncio.get_running_loop()) is None
+    await background_done()
+
+    assert (await reload(reply)).status == Message.Status.COMPLETE
+    assert (await reload(other)).status == Message.Status.PENDING
+    assert len(fake_upstream.chat_requests) == 1
+
+
+async def test_the_send_does_not_start_a_reply_its_page_has_started_already(turn, fake_upstream):
+    _, reply = turn
+    await Message.objects.filter(pk=reply.pk).aupdate(status=Message.Status.STREAMING, updated_at=timezone.now())
+
+    assert await asyncio.to_thread(started_soon_in_a_thread_of_its_own, reply, asyncio.get_running_loop()) is None
+    await background_done()
+
+    assert fake_upstream.chat_requests == []  # one job per reply: the page's
+    assert (await reload(reply)).status == Message.Status.STREAMING
+
+
+async def test_a_database_failure_when_the_send_starts_the_reply_is_one_warning_and_leaves_it_pending(
+    turn, fake_upstream, monkeypatch, caplog
+):
+    _, reply = turn
+    real_update = QuerySet.update
+
+    def busy(rows, **changes):  # the claim finds no database connection free
+        if changes.get("status") == Message.Status.STREAMING:
+            raise OperationalError("couldn't get a connection after 5.00 sec")
+        return real_update(rows, **changes)
+
+    monkeypatch.setattr(QuerySet, "update", busy)
+
+    assert await asyncio.to_thread(started_soon_in_a_thread_of_its_own, reply, asyncio.get_running_loop()) is None
+    await background_done()
+
+    assert [(r.levelno, r.getMessage()) for r in caplog.records if r.name == "conversations.services"] == [
+        (logging.WARNING, f"Reply not started: error=OperationalError reply={reply.pk}")
+    ]
+    assert (await reload(reply)).status == Message.Status.PENDING
+    assert fake_upstream.chat_requests == []
