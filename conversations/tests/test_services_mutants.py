@@ -17,7 +17,7 @@ from django.utils import timezone
 from bench.fake_upstream import FakeReply, FakeToolCall
 
 from conversations import models, services, tokens
-from conversations.models import Message, Step
+from conversations.models import Conversation, Message, Step
 from conversations.relay import relay
 from conversations.tests.factories import ConversationFactory, MessageFactory
 from conversations.tests.test_lookup_replies import web  # noqa: F401 - the fixture
@@ -365,3 +365,39 @@ async def test_a_database_failure_when_the_send_starts_the_reply_is_one_warning_
     ]
     assert (await reload(reply)).status == Message.Status.PENDING
     assert fake_upstream.chat_requests == []
+
+
+# conversation_title_generate: a few words the model writes as the title ------------------------
+QUESTION = "What should I see in Paris in three days, and where should I eat?"
+
+
+async def titled_by_first_words(user, chat_model) -> Conversation:
+    conversation = await sync_to_async(ConversationFactory)(user=user, model=chat_model)
+    conversation.title = conversation.title_from(QUESTION)
+    await conversation.asave()
+    return conversation
+
+
+async def test_a_generated_title_replaces_the_first_words_of_its_own_conversation_only(user, chat_model, fake_upstream):
+    mine, other = await titled_by_first_words(user, chat_model), await titled_by_first_words(user, chat_model)
+    fake_upstream.script(FakeReply(text="Three Days in Paris"))
+
+    await services.conversation_title_generate(conversation=mine, model=chat_model, text=QUESTION)
+
+    assert (await Conversation.objects.aget(pk=mine.pk)).title == "Three Days in Paris"
+    assert (await Conversation.objects.aget(pk=other.pk)).title == other.title_from(QUESTION)  # the same first words
+
+
+async def test_a_title_the_provider_fails_is_logged_at_info_with_its_kind_and_conversation(
+    user, chat_model, fake_upstream, caplog
+):
+    caplog.set_level(logging.INFO)
+    conversation = await titled_by_first_words(user, chat_model)
+    fake_upstream.queue_error(status=500)
+
+    await services.conversation_title_generate(conversation=conversation, model=chat_model, text=QUESTION)
+
+    assert [(r.levelno, r.getMessage()) for r in caplog.records if r.name == "conversations.services"] == [
+        (logging.INFO, f"Title not generated: kind=server conversation={conversation.public_id}")
+    ]
+    assert (await Conversation.objects.aget(pk=conversation.pk)).title == conversation.title_from(QUESTION)
