@@ -401,3 +401,19 @@ async def test_a_title_the_provider_fails_is_logged_at_info_with_its_kind_and_co
         (logging.INFO, f"Title not generated: kind=server conversation={conversation.public_id}")
     ]
     assert (await Conversation.objects.aget(pk=conversation.pk)).title == conversation.title_from(QUESTION)
+
+
+# _checkpoint: the reply's state saved while it is written ----------------------------------------
+async def test_a_checkpoint_saves_the_lookups_as_they_are_now(conversation, fake_upstream, web, upstream_gate, monkeypatch):
+    monkeypatch.setattr(services, "CHECKPOINT_SECONDS", 0.05)
+    reply = await ask(conversation, "search for owls", Step(kind="search", query="owls"))
+    fake_upstream.script(FakeReply(text="Owls hunt.", hang_after=0))  # the model is silent once the lookup is done
+    job, _ = await job_started(reply)
+
+    checkpointed = await reloaded_when(reply, lambda saved: [s.status for s in saved.lookup_steps] == ["done"])
+
+    assert checkpointed.status == Message.Status.STREAMING  # a checkpoint, not the end
+    assert checkpointed.lookup_steps[0].text.startswith("1. Get information and compare prices of Mario Golf")  # its results
+    upstream_gate.set()
+    await asyncio.wait_for(job, 60)
+    assert (await reload(reply)).status == Message.Status.COMPLETE
