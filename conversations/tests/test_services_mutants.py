@@ -417,3 +417,62 @@ async def test_a_checkpoint_saves_the_lookups_as_they_are_now(conversation, fake
     upstream_gate.set()
     await asyncio.wait_for(job, 60)
     assert (await reload(reply)).status == Message.Status.COMPLETE
+
+
+# reply_start / _reply_claim: a reply started by its page ---------------------------------------------
+async def test_a_reply_its_page_starts_is_fresh_however_long_it_waited(turn, fake_upstream, upstream_gate, monkeypatch):
+    monkeypatch.setattr(services, "CHECKPOINT_SECONDS", 3_600)  # no checkpoint freshens it meanwhile
+    _, reply = turn
+    await Message.objects.filter(pk=reply.pk).aupdate(updated_at=timezone.now() - timedelta(minutes=1))
+    fake_upstream.script(FakeReply(text="Hello.", hang_after=0))  # the job waits on the provider
+
+    await services.reply_start(reply_id=reply.pk)
+
+    claimed = await reload(reply)
+    assert claimed.status == Message.Status.STREAMING
+    assert not claimed.is_stale
+    upstream_gate.set()
+    await background_done()
+    assert (await reload(reply)).status == Message.Status.COMPLETE
+
+
+async def test_a_page_starts_its_own_reply_only(turn, user, chat_model, fake_upstream):
+    _, reply = turn
+    elsewhere = await sync_to_async(ConversationFactory)(user=user, model=chat_model)
+    await sync_to_async(MessageFactory)(conversation=elsewhere, content="Another question")
+    other = await sync_to_async(MessageFactory)(conversation=elsewhere, pending=True)
+
+    await services.reply_start(reply_id=reply.pk)
+    await background_done()
+
+    assert (await reload(reply)).status == Message.Status.COMPLETE
+    assert (await reload(other)).status == Message.Status.PENDING
+    assert len(fake_upstream.chat_requests) == 1
+
+
+async def test_a_page_does_not_start_a_reply_another_worker_writes(turn, fake_upstream):
+    _, reply = turn
+    # Claimed by a job this process's relay does not know: another worker's.
+    await Message.objects.filter(pk=reply.pk).aupdate(status=Message.Status.STREAMING, updated_at=timezone.now())
+
+    await services.reply_start(reply_id=reply.pk)
+    await background_done()
+
+    assert fake_upstream.chat_requests == []
+    assert (await reload(reply)).status == Message.Status.STREAMING
+
+
+# _usage_added: the tokens of a reply asked for in several requests -------------------------------
+async def test_the_usage_of_rounds_that_report_zero_tokens_adds_zero(conversation, chat_model, fake_upstream, web):
+    chat_model.supports_tools = True
+    await sync_to_async(chat_model.save)()
+    fake_upstream.script(
+        FakeReply(tool_calls=[FakeToolCall("weather", {"place": "Oslo"})], prompt_tokens=20, completion_tokens=0),
+        FakeReply(text="Overcast.", prompt_tokens=0, completion_tokens=7),
+    )
+    reply = await ask(conversation, "Umbrella in Oslo?")
+    job, _ = await job_started(reply)
+
+    await asyncio.wait_for(job, 60)
+
+    assert (await reload(reply)).usage == {"prompt_tokens": 20, "completion_tokens": 7}
