@@ -476,3 +476,22 @@ async def test_the_usage_of_rounds_that_report_zero_tokens_adds_zero(conversatio
     await asyncio.wait_for(job, 60)
 
     assert (await reload(reply)).usage == {"prompt_tokens": 20, "completion_tokens": 7}
+
+
+# _reply_open: the send's job starts with what the send read -----------------------------------------
+async def test_the_sends_job_asks_the_provider_without_reading_its_reply_again(turn, fake_upstream, monkeypatch):
+    _, reply = turn
+    read = []
+    real_aget = QuerySet.aget
+
+    async def recorded(rows, *args, **kwargs):
+        read.append(rows.model)
+        return await real_aget(rows, *args, **kwargs)
+
+    monkeypatch.setattr(QuerySet, "aget", recorded)
+
+    assert await asyncio.to_thread(started_soon_in_a_thread_of_its_own, reply, asyncio.get_running_loop()) is None
+    await background_done()
+
+    assert read == []  # the job had the reply the send read (and its context)
+    assert (await reload(reply)).status == Message.Status.COMPLETE
