@@ -495,3 +495,35 @@ async def test_the_sends_job_asks_the_provider_without_reading_its_reply_again(t
 
     assert read == []  # the job had the reply the send read (and its context)
     assert (await reload(reply)).status == Message.Status.COMPLETE
+
+
+async def test_the_sends_job_asks_the_provider_while_redis_is_still_being_told(turn, fake_upstream, monkeypatch):
+    from conversations import relay as relay_module
+    from conversations.relay import RedisRelay
+    from conversations.tests.conftest import relay_swap
+
+    # A Redis that takes the connection and never answers (slow, far away): only the test ends it.
+    monkeypatch.setattr(relay_module, "FOLLOW_CHECK_SECONDS", 3_600)  # so no socket timeout ends it either
+    monkeypatch.setattr(relay_module, "CONNECT_SECONDS", 3_600)
+    connections: list[asyncio.StreamWriter] = []
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(writer)
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    redis_relay = RedisRelay(f"redis://127.0.0.1:{server.sockets[0].getsockname()[1]}/0")
+    relay_swap(monkeypatch, redis_relay)
+    _, reply = turn
+    try:
+        assert await asyncio.to_thread(started_soon_in_a_thread_of_its_own, reply, asyncio.get_running_loop()) is None
+
+        async with asyncio.timeout(60):
+            while not fake_upstream.chat_requests:  # asked at once, whatever Redis does
+                await asyncio.sleep(0.01)
+    finally:
+        server.close()
+        for writer in connections:
+            writer.transport.abort()  # Redis goes away: the job goes on without it
+        await background_done()
+        await redis_relay.aclose()
+    assert (await reload(reply)).status == Message.Status.COMPLETE
