@@ -210,6 +210,8 @@ async def test_a_stop_seen_in_the_database_ends_a_lookup_that_hangs(conversation
     # Stopped through a worker the relay does not reach: only the database's flag says so.
     monkeypatch.setattr(services, "STOP_POLL_SECONDS", 0.02)
     settings.SEARCH_URL = web.url("/stall-headers?q={query}")
+    earlier = await ask(conversation, "Hello")  # a reply stopped earlier keeps its flag
+    await Message.objects.filter(pk=earlier.pk).aupdate(status=Message.Status.INTERRUPTED, stop_requested=True)
     reply = await ask(conversation, "search for owls", Step(kind="search", query="owls"))
     job, _ = await job_started(reply)  # nothing sets its event: the relay never hears of the stop
     async with asyncio.timeout(60):
@@ -527,3 +529,81 @@ async def test_the_sends_job_asks_the_provider_while_redis_is_still_being_told(t
         await background_done()
         await redis_relay.aclose()
     assert (await reload(reply)).status == Message.Status.COMPLETE
+
+
+# _stops_watch_run, _until_stopped: the stop, and the checkpoints --------------------------------------
+async def test_stops_not_read_are_one_warning_and_read_again_next_time(turn, fake_upstream, monkeypatch, caplog):
+    monkeypatch.setattr(services, "STOP_POLL_SECONDS", 0.02)
+    real_aiter = QuerySet.__aiter__
+    failures = []
+
+    def once_busy(rows):
+        if "stop_requested" in str(rows.query) and not failures:  # the first look finds no connection free
+            failures.append(rows)
+
+            async def busy():
+                raise OperationalError("couldn't get a connection after 5.00 sec")
+                yield
+
+            return busy()
+        return real_aiter(rows)
+
+    monkeypatch.setattr(QuerySet, "__aiter__", once_busy)
+    _, reply = turn
+    fake_upstream.script(FakeReply(text="never finished", hang_after=0))
+    job, _ = await job_started(reply)
+    async with asyncio.timeout(60):
+        while not failures:
+            await asyncio.sleep(0.01)
+
+    await Message.objects.filter(pk=reply.pk).aupdate(stop_requested=True)  # seen at a later look
+    await asyncio.wait_for(job, 60)
+
+    assert [(r.levelno, r.getMessage()) for r in caplog.records if r.name == "conversations.services"][0] == (
+        logging.WARNING, "Stops not read: error=OperationalError replies=1"
+    )
+    assert (await reload(reply)).error == models.STOPPED
+
+
+async def test_a_reply_that_ended_is_no_longer_watched_for_a_stop(turn, fake_upstream):
+    _, reply = turn
+    job, _ = await job_started(reply)
+
+    await asyncio.wait_for(job, 60)
+
+    assert (await reload(reply)).status == Message.Status.COMPLETE
+    assert reply.pk not in services._WRITING
+
+
+async def test_text_is_not_saved_as_it_arrives_only_at_checkpoints(turn, fake_upstream, upstream_gate, monkeypatch):
+    monkeypatch.setattr(services, "CHECKPOINT_SECONDS", 3_600)  # none comes during the test
+    _, reply = turn
+    fake_upstream.script(FakeReply(text="one two three four", hang_after=3))  # then the gate
+    job, _ = await job_started(reply)
+    async with asyncio.timeout(60):
+        while [e.kind for e in relay._replies[reply.pk].events].count("delta") < 3:  # the page has "one two three"
+            await asyncio.sleep(0.01)
+
+    mid_way = await reload(reply)
+
+    assert (mid_way.status, mid_way.content) == (Message.Status.STREAMING, "")  # never a write per token
+    upstream_gate.set()
+    await asyncio.wait_for(job, 60)
+    assert (await reload(reply)).content == "one two three four"
+
+
+async def test_one_watch_reads_the_stops_of_every_reply_being_written(conversation, user, chat_model, fake_upstream, upstream_gate):
+    first = await ask(conversation, "One")
+    elsewhere = await sync_to_async(ConversationFactory)(user=user, model=chat_model)
+    second = await ask(elsewhere, "Two")
+    fake_upstream.script(FakeReply(text="a b", hang_after=1), FakeReply(text="c d", hang_after=1))
+    jobs = [(await job_started(first))[0], (await job_started(second))[0]]
+    async with asyncio.timeout(60):
+        while not (first.pk in services._WRITING and second.pk in services._WRITING):
+            await asyncio.sleep(0.01)
+
+    watches = [t for t in services.BACKGROUND if t.get_name() == "_stops_watch_run" and not t.done()]
+
+    assert len(watches) == 1
+    upstream_gate.set()
+    await asyncio.wait_for(asyncio.gather(*jobs), 60)
