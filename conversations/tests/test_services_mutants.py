@@ -607,3 +607,32 @@ async def test_one_watch_reads_the_stops_of_every_reply_being_written(conversati
     assert len(watches) == 1
     upstream_gate.set()
     await asyncio.wait_for(asyncio.gather(*jobs), 60)
+
+
+# _reply_save: the reply's final state ------------------------------------------------------------
+async def test_a_reply_whose_conversation_went_is_one_info_line_with_its_id(turn, fake_upstream, caplog):
+    caplog.set_level(logging.INFO)
+    _, reply = turn
+    loaded = await reload(reply)
+    context = await services.context_build(reply=loaded, model=loaded.model)  # read before the delete
+    await reply.conversation.adelete()
+
+    [event async for event in services.reply_stream(reply=loaded, stopped=asyncio.Event(), context=context)]
+
+    assert [(r.levelno, r.getMessage()) for r in caplog.records if r.name == "conversations.services"] == [
+        (logging.INFO, f"Reply {reply.pk} ended after its conversation was deleted")
+    ]
+
+
+async def test_a_reply_that_cannot_be_saved_is_not_taken_for_one_whose_conversation_went(turn, fake_upstream, monkeypatch):
+    _, reply = turn
+    loaded = await reload(reply)
+
+    async def busy(*args, **kwargs):  # the database fails, the reply is still there
+        raise OperationalError("couldn't get a connection after 5.00 sec")
+
+    monkeypatch.setattr(loaded, "asave", busy)
+
+    with pytest.raises(OperationalError):
+        [event async for event in services.reply_stream(reply=loaded, stopped=asyncio.Event())]
+    assert (await reload(reply)).status == Message.Status.PENDING  # nothing saved: a page sees it abandoned in time
