@@ -12,6 +12,7 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.db import OperationalError
 from django.db.models import QuerySet
+from django.urls import reverse
 from django.utils import timezone
 
 from bench.fake_upstream import FakeReply, FakeToolCall
@@ -636,3 +637,20 @@ async def test_a_reply_that_cannot_be_saved_is_not_taken_for_one_whose_conversat
     with pytest.raises(OperationalError):
         [event async for event in services.reply_stream(reply=loaded, stopped=asyncio.Event())]
     assert (await reload(reply)).status == Message.Status.PENDING  # nothing saved: a page sees it abandoned in time
+
+
+async def test_the_final_save_writes_the_replys_state_only_and_keeps_the_stop_flag(client_in, turn, fake_upstream, upstream_gate):
+    _, reply = turn
+    fake_upstream.script(FakeReply(text="one two three", hang_after=2))  # then silent until the gate
+    job, _ = await job_started(reply)
+    async with asyncio.timeout(60):
+        while [e.kind for e in relay._replies[reply.pk].events].count("delta") < 2:
+            await asyncio.sleep(0.01)
+
+    stop = await client_in.post(reverse("conversations:reply_stop", args=[reply.conversation.public_id, reply.pk]))
+    await asyncio.wait_for(job, 60)
+
+    assert stop.status_code == 204
+    saved = await reload(reply)
+    assert (saved.status, saved.error, saved.content) == (Message.Status.INTERRUPTED, models.STOPPED, "one two")
+    assert saved.stop_requested  # written by the stop meanwhile, not undone by the save (the admin shows it)
