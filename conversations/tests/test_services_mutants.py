@@ -654,3 +654,27 @@ async def test_the_final_save_writes_the_replys_state_only_and_keeps_the_stop_fl
     saved = await reload(reply)
     assert (saved.status, saved.error, saved.content) == (Message.Status.INTERRUPTED, models.STOPPED, "one two")
     assert saved.stop_requested  # written by the stop meanwhile, not undone by the save (the admin shows it)
+
+
+# _released: the connection background work shares is given back by the last one to end -----------
+async def test_the_last_background_work_to_end_gives_the_connection_back_and_no_other(
+    turn, fake_upstream, upstream_gate, monkeypatch
+):
+    from chatter.db import connection_release
+
+    monkeypatch.setattr(services, "BACKGROUND", set())  # not work an earlier test's event loop left unfinished
+    releases = []
+    monkeypatch.setattr(services, "connection_release", lambda: releases.append(1) or connection_release())
+    _, reply = turn
+    fake_upstream.script(FakeReply(text="one two", hang_after=1))  # then silent until the gate
+
+    await services.reply_start(reply_id=reply.pk)  # its claim has ended; its job is writing
+    async with asyncio.timeout(60):
+        while "delta" not in [e.kind for e in relay._replies[reply.pk].events]:
+            await asyncio.sleep(0.01)
+
+    assert releases == []  # the job still uses it
+    upstream_gate.set()
+    await background_done()
+    assert releases == [1]
+    assert (await reload(reply)).status == Message.Status.COMPLETE
