@@ -603,7 +603,8 @@ async def test_one_watch_reads_the_stops_of_every_reply_being_written(conversati
         while not (first.pk in services._WRITING and second.pk in services._WRITING):
             await asyncio.sleep(0.01)
 
-    watches = [t for t in services.BACKGROUND if t.get_name() == "_stops_watch_run" and not t.done()]
+    loop = asyncio.get_running_loop()  # not a watch an earlier test's event loop left
+    watches = [t for t in services.BACKGROUND if t.get_name() == "_stops_watch_run" and t.get_loop() is loop and not t.done()]
 
     assert len(watches) == 1
     upstream_gate.set()
