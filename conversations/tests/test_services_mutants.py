@@ -679,3 +679,25 @@ async def test_the_last_background_work_to_end_gives_the_connection_back_and_no_
     await background_done()
     assert releases == [1]
     assert (await reload(reply)).status == Message.Status.COMPLETE
+
+
+# reply_stream: rounds of tool calls ------------------------------------------------------------------
+async def test_a_model_that_calls_tools_in_the_round_that_must_answer_gets_no_more_rounds(
+    conversation, chat_model, fake_upstream, web
+):
+    chat_model.supports_tools = True
+    await sync_to_async(chat_model.save)()
+    # Told not to (tool_choice "none"), the fourth answer still calls a tool: a provider that ignores it.
+    fake_upstream.script(
+        *[FakeReply(tool_calls=[FakeToolCall("web_search", {"query": f"owls {n}"})]) for n in range(4)],
+        FakeReply(text="A fifth request."),
+    )
+    reply = await ask(conversation, "Tell me everything about owls")
+    job, _ = await job_started(reply)
+
+    await asyncio.wait_for(job, 60)
+
+    assert [r.body["tool_choice"] for r in fake_upstream.chat_requests] == ["auto", "auto", "auto", "none"]
+    saved = await reload(reply)
+    assert [s.query for s in saved.lookup_steps] == ["owls 0", "owls 1", "owls 2"]  # the fourth call is not run
+    assert (saved.status, saved.content) == (Message.Status.COMPLETE, "")
