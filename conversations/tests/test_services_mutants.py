@@ -701,3 +701,33 @@ async def test_a_model_that_calls_tools_in_the_round_that_must_answer_gets_no_mo
     saved = await reload(reply)
     assert [s.query for s in saved.lookup_steps] == ["owls 0", "owls 1", "owls 2"]  # the fourth call is not run
     assert (saved.status, saved.content) == (Message.Status.COMPLETE, "")
+
+
+async def test_a_reply_that_breaks_on_our_side_tells_the_user_to_try_again(turn, monkeypatch):
+    async def broken(**kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(services, "context_build", broken)
+    _, reply = turn
+    job, _ = await job_started(reply)
+
+    await asyncio.wait_for(job, 60)
+
+    saved = await reload(reply)
+    assert (saved.status, saved.error) == (
+        Message.Status.FAILED, "Something went wrong on our side while asking for the reply. Try again."
+    )
+
+
+async def test_a_first_reply_that_fails_asks_for_no_title(turn, conversation, fake_upstream, settings):
+    settings.GENERATED_TITLES = True
+    fake_upstream.queue_error(status=500)
+    _, reply = turn
+    job, _ = await job_started(reply)
+
+    await asyncio.wait_for(job, 60)
+    await background_done()
+
+    assert (await reload(reply)).status == Message.Status.FAILED
+    assert len(fake_upstream.chat_requests) == 1  # the reply's: no title asked after a failure
+    assert (await Conversation.objects.aget(pk=conversation.pk)).title == conversation.title
