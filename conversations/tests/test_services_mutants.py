@@ -731,3 +731,20 @@ async def test_a_first_reply_that_fails_asks_for_no_title(turn, conversation, fa
     assert (await reload(reply)).status == Message.Status.FAILED
     assert len(fake_upstream.chat_requests) == 1  # the reply's: no title asked after a failure
     assert (await Conversation.objects.aget(pk=conversation.pk)).title == conversation.title
+
+
+# _context_plan: the room for the messages ------------------------------------------------------------
+async def test_a_conversation_that_fills_the_window_exactly_is_sent_whole(conversation, chat_model):
+    older = await sync_to_async(MessageFactory)(conversation=conversation, content="First", token_count=300)
+    await sync_to_async(MessageFactory)(conversation=conversation, reply=True, content="Answer", token_count=200)
+    await sync_to_async(MessageFactory)(conversation=conversation, content="Second", token_count=100)
+    reply = await sync_to_async(MessageFactory)(conversation=conversation, pending=True)
+    # Room for the three messages to the token: the reply's, the margin and the reply priming aside.
+    chat_model.context_window = 1_000 + services.DEFAULT_MARGIN + tokens.REPLY_PRIMING + 600
+    chat_model.max_completion_tokens = 1_000
+    await sync_to_async(chat_model.save)()
+
+    context = await services.context_build(reply=reply, model=chat_model)
+
+    assert (context.omitted, context.tokens) == (0, 600 + tokens.REPLY_PRIMING)
+    assert context.messages[0] == {"role": "user", "content": older.content}
