@@ -308,8 +308,9 @@ async def test_without_an_event_loop_to_run_its_job_the_reply_stays_pending_for_
 
 async def test_a_reply_claimed_by_the_send_is_fresh_however_long_it_waited(turn, fake_upstream, upstream_gate, monkeypatch):
     monkeypatch.setattr(services, "CHECKPOINT_SECONDS", 3_600)  # no checkpoint freshens it meanwhile
+    monkeypatch.setattr(models, "STALE_STREAM", timedelta(hours=1))  # however slow the machine
     _, reply = turn
-    await Message.objects.filter(pk=reply.pk).aupdate(updated_at=timezone.now() - timedelta(minutes=1))
+    await Message.objects.filter(pk=reply.pk).aupdate(updated_at=timezone.now() - timedelta(days=1))
     fake_upstream.script(FakeReply(text="Hello.", hang_after=0))  # the job waits on the provider
 
     assert await asyncio.to_thread(started_soon_in_a_thread_of_its_own, reply, asyncio.get_running_loop()) is None
@@ -425,8 +426,9 @@ async def test_a_checkpoint_saves_the_lookups_as_they_are_now(conversation, fake
 # reply_start / _reply_claim: a reply started by its page ---------------------------------------------
 async def test_a_reply_its_page_starts_is_fresh_however_long_it_waited(turn, fake_upstream, upstream_gate, monkeypatch):
     monkeypatch.setattr(services, "CHECKPOINT_SECONDS", 3_600)  # no checkpoint freshens it meanwhile
+    monkeypatch.setattr(models, "STALE_STREAM", timedelta(hours=1))  # however slow the machine
     _, reply = turn
-    await Message.objects.filter(pk=reply.pk).aupdate(updated_at=timezone.now() - timedelta(minutes=1))
+    await Message.objects.filter(pk=reply.pk).aupdate(updated_at=timezone.now() - timedelta(days=1))
     fake_upstream.script(FakeReply(text="Hello.", hang_after=0))  # the job waits on the provider
 
     await services.reply_start(reply_id=reply.pk)
