@@ -539,9 +539,8 @@ async def _step_run(
     room.fit(step)
 
 
-async def _steps_changed(reply: Message, steps: list[Step]) -> StepsChanged:
-    context = {"message": reply, "steps": steps}
-    return StepsChanged(await asyncio.to_thread(render_to_string, "conversations/chat.html#steps", context))
+async def _steps_changed(steps: list[Step]) -> StepsChanged:
+    return StepsChanged(await asyncio.to_thread(render_to_string, "conversations/chat.html#steps", {"steps": steps}))
 
 
 def _usage_added(usage: dict | None, more: dict | None) -> dict | None:
@@ -587,10 +586,10 @@ async def reply_stream(
         checkpoint = lambda: _checkpoint(reply, "".join(parts), steps)  # noqa: E731
         room = _Room(model=model, used=context.tokens)
         for step in [step for step in steps if step.status == "pending"]:  # the lookup the message asked for
-            yield await _steps_changed(reply, steps)
+            yield await _steps_changed(steps)
             await _step_run(step, reply=reply, stopped=stopped, checkpoint=checkpoint, room=room)
             messages.append({"role": "system", "content": step.context_text()})
-            yield await _steps_changed(reply, steps)
+            yield await _steps_changed(steps)
         tools = _lookup_tools(reply)
         for round in itertools.count():
             finish_reason, calls, said = None, (), []
@@ -622,10 +621,10 @@ async def reply_stream(
             for index, call in enumerate(calls):
                 step = _tool_step(call, over_limit=index >= MAX_TOOL_CALLS)
                 steps.append(step)
-                yield await _steps_changed(reply, steps)
+                yield await _steps_changed(steps)
                 if step.status == "pending":
                     await _step_run(step, reply=reply, stopped=stopped, checkpoint=checkpoint, room=room)
-                    yield await _steps_changed(reply, steps)
+                    yield await _steps_changed(steps)
                 messages.append({"role": "tool", "tool_call_id": call.id, "content": step.context_text()})
         if finish_reason is None:
             # A stream that ends without a finish_reason was cut off: it is not complete.
