@@ -1,0 +1,99 @@
+"""Views of the conversations app (conversations/views.py) that mutation testing (docs/mutants.md)
+found untested: each test here fails on a mutant that the rest of the suite let survive. The
+mutants this file does not kill are explained in docs/mutants-views.md."""
+
+import re
+
+import pytest
+from bs4 import BeautifulSoup
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+
+from conversations import views
+from conversations.models import Message
+from conversations.tests.factories import ConversationFactory, MessageFactory
+
+HTMX = {"HX-Request": "true"}
+pytestmark = pytest.mark.django_db
+
+
+def page_of(response) -> BeautifulSoup:
+    return BeautifulSoup(response.content, "html.parser")
+
+
+def shown_at(conversation) -> dict:
+    """Headers of an htmx request sent from the page of `conversation`."""
+    return {**HTMX, "HX-Current-URL": f"http://testserver{conversation.get_absolute_url()}"}
+
+
+def model_reads(queries, model) -> list[str]:
+    """The queries that read `model` by its id alone (a foreign key followed without select_related)."""
+    lookup = re.compile(rf'FROM "aimodels_aimodel" WHERE "aimodels_aimodel"\."id" = {model.pk}\b')
+    return [query["sql"] for query in queries if lookup.search(query["sql"])]
+
+
+@pytest.fixture
+def turn(conversation):
+    """A finished first turn: the question and its reply."""
+    question = MessageFactory(conversation=conversation, content="Name a colour.")
+    reply = MessageFactory(conversation=conversation, reply=True, content="Blue.")
+    return question, reply
+
+
+# _rate_words: the send rate in the words of the refusal ------------------------------------------
+@pytest.mark.parametrize(
+    ("rate", "words"),
+    [
+        ("20/m", "20 messages a minute"),
+        ("1/m", "1 message a minute"),
+        ("2/s", "2 messages a second"),
+        ("1/d", "1 message a day"),
+        ("5/10m", "5 messages every 10 minutes"),
+        ("4/5m", "4 messages every 5 minutes"),
+        ("3/12h", "3 messages every 12 hours"),
+        ("7/2d", "7 messages every 2 days"),
+    ],
+)
+def test_a_send_over_the_rate_names_the_rate_in_words(signed_in, conversation, settings, monkeypatch, rate, words):
+    settings.SEND_RATE_PER_USER = rate
+    monkeypatch.setattr(views.limits, "seconds_to_wait", lambda *args, **kwargs: 42)  # over the rate, whatever the clock
+
+    response = signed_in.post(
+        reverse("conversations:message_create", args=[conversation.public_id]), {"content": "one more"}, headers=HTMX
+    )
+
+    assert response.status_code == 429
+    assert page_of(response).select_one("#composer ul.nonfield li").get_text() == (
+        f"You are sending messages faster than chatter allows ({words}). "
+        "You can send again in 42 seconds; your text is kept."
+    )
+
+
+# _refused: why nothing was done, in the alert line -----------------------------------------------
+def test_a_refused_change_of_version_answers_the_alert_line_in_place(signed_in, conversation, turn):
+    _, reply = turn
+    reply.version_add(role="assistant", status="pending", model=conversation.model)  # being written
+
+    response = signed_in.post(
+        reverse("conversations:message_show", args=[conversation.public_id, reply.pk]), headers=HTMX
+    )
+
+    assert response.status_code == 409
+    assert (response["HX-Retarget"], response["HX-Reswap"]) == ("#chat-alert", "innerHTML")
+    assert [p.get_text() for p in page_of(response).select("p.problem")] == [
+        "A reply is still being written. Wait for it to finish, or press Stop."
+    ]
+
+
+# _composer_refused: the composer again, in place ------------------------------------------------
+def test_a_refused_message_answers_the_composer_of_its_conversation_in_place(signed_in, conversation):
+    url = reverse("conversations:message_create", args=[conversation.public_id])
+
+    response = signed_in.post(url, {"content": "   "}, headers=HTMX)
+
+    assert response.status_code == 422
+    assert (response["HX-Retarget"], response["HX-Reswap"]) == ("#composer", "outerHTML")
+    composer = page_of(response).find("form", id="composer")
+    assert (composer["hx-post"], composer["action"]) == (url, url)  # the next try goes to the same conversation
+    assert not Message.objects.exists()
