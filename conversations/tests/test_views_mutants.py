@@ -53,6 +53,9 @@ def turn(conversation):
         ("4/5m", "4 messages every 5 minutes"),
         ("3/12h", "3 messages every 12 hours"),
         ("7/2d", "7 messages every 2 days"),
+        ("100/h", "100 messages an hour"),  # not "a hour"
+        ("30/60", "30 messages every 60 seconds"),  # no unit: seconds, as django-ratelimit reads it
+        ("10/", "10 messages a second"),
     ],
 )
 def test_a_send_over_the_rate_names_the_rate_in_words(signed_in, conversation, settings, monkeypatch, rate, words):
