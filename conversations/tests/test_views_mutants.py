@@ -100,3 +100,91 @@ def test_a_refused_message_answers_the_composer_of_its_conversation_in_place(sig
     composer = page_of(response).find("form", id="composer")
     assert (composer["hx-post"], composer["action"]) == (url, url)  # the next try goes to the same conversation
     assert not Message.objects.exists()
+
+
+# _arranged: the answer to a pin or an archive ---------------------------------------------------
+def pin(client, conversation, data: dict, headers: dict):
+    return client.post(reverse("conversations:pin", args=[conversation.public_id]), {"pinned": "on", **data}, headers=headers)
+
+
+def test_a_pin_sent_with_a_search_too_long_to_run_answers_the_whole_list(signed_in, user, chat_model):
+    older = ConversationFactory(user=user, model=chat_model, title="Older")
+    ConversationFactory(user=user, model=chat_model, title="Newer")
+
+    response = pin(signed_in, older, {"q": "a" * 201}, HTMX)  # the search box never sends one: a hand-made request
+
+    assert response.status_code == 200
+    listed = page_of(response).find("ul", id="conversation-list", attrs={"hx-swap-oob": "true"})
+    assert [a.get_text() for a in listed.select(".item-title")] == ["Older", "Newer"]  # pinned, then the rest
+
+
+def test_a_pin_marks_the_conversation_on_screen_in_the_list_it_answers(signed_in, user, chat_model):
+    shown = ConversationFactory(user=user, model=chat_model, title="Shown")
+    other = ConversationFactory(user=user, model=chat_model, title="Other")
+
+    response = pin(signed_in, other, {}, shown_at(shown))
+
+    current = page_of(response).select("#conversation-list a[aria-current=page]")
+    assert [a.get_text() for a in current] == ["Shown"]
+
+
+def test_the_header_a_pin_answers_has_forms_that_can_be_sent(signed_in, user, chat_model):
+    shown = ConversationFactory(user=user, model=chat_model, title="Shown")
+
+    response = pin(signed_in, shown, {}, shown_at(shown))
+
+    header = page_of(response).find("header", id="chat-title", attrs={"hx-swap-oob": "true"})
+    forms = header.select("form[method=post]")
+    assert [form["action"] for form in forms][:2] == [
+        reverse("conversations:pin", args=[shown.public_id]), reverse("conversations:archive", args=[shown.public_id])
+    ]
+    assert all(form.find("input", attrs={"name": "csrfmiddlewaretoken"})["value"] for form in forms)
+
+
+# SidebarPage.empty: a renamed row stays marked as the one on screen ------------------------------
+def test_renaming_the_conversation_on_screen_keeps_its_row_marked_current(signed_in, conversation):
+    response = signed_in.post(
+        reverse("conversations:rename", args=[conversation.public_id]), {"title": "New name"}, headers=shown_at(conversation)
+    )
+
+    row = page_of(response).find("li", id=f"conversation-{conversation.public_id}")
+    assert row.select_one("a.item-link")["aria-current"] == "page"
+
+
+# Lookups read a conversation with its model: no query of its own ---------------------------------
+def test_opening_a_conversation_reads_its_model_with_it(signed_in, conversation):
+    with CaptureQueriesContext(connection) as queries:
+        response = signed_in.get(conversation.get_absolute_url())
+
+    assert page_of(response).select_one("#chat-title .badge.model").get_text() == conversation.model.name
+    assert model_reads(queries, conversation.model) == []
+
+
+def test_renaming_from_the_header_reads_the_model_with_the_conversation(signed_in, conversation):
+    url = reverse("conversations:rename_title", args=[conversation.public_id])
+    with CaptureQueriesContext(connection) as queries:
+        response = signed_in.post(url, {"title": "New name"}, headers=shown_at(conversation))
+
+    assert page_of(response).select_one("#chat-title .badge.model").get_text() == conversation.model.name
+    assert model_reads(queries, conversation.model) == []
+
+
+def test_editing_a_message_reads_the_model_with_the_message(signed_in, conversation, turn):
+    question, _ = turn
+    url = reverse("conversations:message_edit", args=[conversation.public_id, question.pk])
+    with CaptureQueriesContext(connection) as queries:
+        response = signed_in.post(url, {"content": "Name a fruit."}, headers=HTMX)
+
+    assert response.status_code == 200
+    assert model_reads(queries, conversation.model) == []
+
+
+# _question_for: a message is edited through its own conversation's address only -----------------
+def test_a_message_cannot_be_edited_through_another_conversation_of_the_same_user(signed_in, user, conversation, turn):
+    question, _ = turn
+    other = ConversationFactory(user=user, model=conversation.model)
+    url = reverse("conversations:message_edit", args=[other.public_id, question.pk])
+
+    assert signed_in.get(url, headers=HTMX).status_code == 404
+    assert signed_in.post(url, {"content": "Name a fruit."}, headers=HTMX).status_code == 404
+    assert Message.objects.filter(conversation=conversation).count() == 2
