@@ -188,3 +188,73 @@ def test_a_message_cannot_be_edited_through_another_conversation_of_the_same_use
     assert signed_in.get(url, headers=HTMX).status_code == 404
     assert signed_in.post(url, {"content": "Name a fruit."}, headers=HTMX).status_code == 404
     assert Message.objects.filter(conversation=conversation).count() == 2
+
+
+# _excerpt: the line of a matching message the sidebar's search shows ------------------------------
+# Queries of one or two letters: a substring search on PostgreSQL too (full-text takes words of 3 and more).
+def snippet(client, conversation, q: str) -> tuple[str, list[str]]:
+    """The search result's line of text for `conversation`, and its marked parts."""
+    response = client.get(reverse("conversations:list"), {"q": q}, headers=HTMX)
+    line = page_of(response).find("li", id=f"conversation-{conversation.public_id}").select_one(".item-snippet")
+    return line.get_text(), [mark.get_text() for mark in line.select("mark")]
+
+
+@pytest.fixture
+def found(user, chat_model):
+    """found(text): a conversation (its title matching no query here) with one message of that text."""
+
+    def make(text: str):
+        conversation = ConversationFactory(user=user, model=chat_model, title="Found")
+        MessageFactory(conversation=conversation, content=text)
+        return conversation
+
+    return make
+
+
+def test_a_match_far_into_a_message_is_shown_from_a_word_before_it_to_a_word_end(signed_in, found):
+    conversation = found(
+        "We walked along the river for hours, talking about the old town, the bridges, and the trams, until we "
+        "found zq at last, a tiny bar with a blue door and a cat asleep on the counter, where we stayed until the "
+        "last train home."
+    )
+
+    assert snippet(signed_in, conversation, "zq") == (
+        "…and the trams, until we found zq at last, a tiny bar with a blue door and a cat asleep on the counter, "
+        "where we stayed…",
+        ["zq"],
+    )
+
+
+def test_a_word_too_long_before_the_match_is_cut_20_characters_before_the_cut(signed_in, found):
+    conversation = found("See https://example.com/a/very/long/path/with/no/spaces/in/it/at/all zq and more words after the match here.")
+
+    assert snippet(signed_in, conversation, "zq") == (
+        "….com/a/very/long/path/with/no/spaces/in/it/at/all zq and more words after the match here.", ["zq"]
+    )
+
+
+def test_a_message_of_exactly_the_lines_length_is_shown_whole(signed_in, found):
+    text = "zq" + " abcd" * 23 + " ab"
+    assert len(text) == views.SNIPPET_LENGTH
+    conversation = found(text)
+
+    assert snippet(signed_in, conversation, "zq") == (text, ["zq"])
+
+
+def test_a_match_longer_than_the_line_far_into_a_message_is_shown_whole(signed_in, found):
+    phrase = " ".join(["zq"] * 40)
+    conversation = found(f"We talked about many things before we got to the list: {phrase} and then some more words after it.")
+
+    assert snippet(signed_in, conversation, phrase) == (f"…things before we got to the list: {phrase}…", [phrase])
+
+
+def test_a_word_too_long_after_the_match_is_cut_at_the_lines_length(signed_in, found):
+    conversation = found("Some words then zq" + "Y" * 150)
+
+    assert snippet(signed_in, conversation, "zq") == ("Some words then zq" + "Y" * 102 + "…", ["zq"])
+
+
+def test_a_word_too_long_for_the_line_after_a_match_at_the_start_is_left_out(signed_in, found):
+    conversation = found("q " + "Y" * 200)
+
+    assert snippet(signed_in, conversation, "q") == ("q…", ["q"])
