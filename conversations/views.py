@@ -649,6 +649,7 @@ def _excerpt(text: str, needle: re.Pattern) -> str:
     if match and match.start() > SNIPPET_BEFORE:
         cut = match.start() - SNIPPET_BEFORE
         begin = max(flat.rfind(" ", 0, cut) + 1, cut - 20)  # at a word, unless words are that long
+    if match:  # the whole match, however long
         end = max(begin + SNIPPET_LENGTH, match.end())
     if end < len(flat) and (space := flat.rfind(" ", match.end() if match else begin, end)) > 0:
         end = space

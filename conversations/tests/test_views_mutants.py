@@ -258,3 +258,10 @@ def test_a_word_too_long_for_the_line_after_a_match_at_the_start_is_left_out(sig
     conversation = found("q " + "Y" * 200)
 
     assert snippet(signed_in, conversation, "q") == ("q…", ["q"])
+
+
+def test_a_match_longer_than_the_line_near_the_start_is_shown_whole_and_marked(signed_in, found):
+    phrase = " ".join(["zq"] * 45)  # from the 7th character to past the line's length
+    conversation = found(f"Note: {phrase} and the rest of the message.")
+
+    assert snippet(signed_in, conversation, phrase) == (f"Note: {phrase}…", [phrase])
