@@ -265,3 +265,73 @@ def test_a_match_longer_than_the_line_near_the_start_is_shown_whole_and_marked(s
     conversation = found(f"Note: {phrase} and the rest of the message.")
 
     assert snippet(signed_in, conversation, phrase) == (f"Note: {phrase}…", [phrase])
+
+
+# _page_context: the conversation's page ---------------------------------------------------------
+def test_a_conversations_page_shows_its_system_prompt_in_its_form(signed_in, conversation):
+    conversation.system_prompt = "Reply in French."
+    conversation.save()
+
+    form = page_of(signed_in.get(conversation.get_absolute_url())).select_one("#system-prompt form")
+
+    assert form["hx-post"] == reverse("conversations:system_prompt", args=[conversation.public_id])
+    assert form.find("textarea", attrs={"name": "system_prompt"}).get_text().strip() == "Reply in French."
+
+
+def test_a_conversations_page_reads_the_offered_models_once(signed_in, conversation, turn):
+    with CaptureQueriesContext(connection) as queries:
+        response = signed_in.get(conversation.get_absolute_url())
+
+    assert response.status_code == 200
+    offered = [query["sql"] for query in queries if query["sql"].startswith('SELECT "aimodels_aimodel"')]
+    assert len(offered) == 1  # the composer's picker and the Regenerate menus share it
+
+
+# _reply_for: a reply, not a question ------------------------------------------------------------
+def test_retry_and_stop_of_a_users_message_are_404(signed_in, conversation, turn):
+    question, _ = turn
+    for name in ("reply_retry", "reply_stop", "reply_regenerate"):
+        response = signed_in.post(reverse(f"conversations:{name}", args=[conversation.public_id, question.pk]), headers=HTMX)
+        assert response.status_code == 404, name
+    assert Message.objects.filter(conversation=conversation).count() == 2
+
+
+def test_a_regeneration_reads_the_reply_with_its_conversation_and_model(signed_in, conversation, turn):
+    _, reply = turn
+    url = reverse("conversations:reply_regenerate", args=[conversation.public_id, reply.pk])
+    with CaptureQueriesContext(connection) as queries:
+        response = signed_in.post(url, {"model": conversation.model.pk}, headers=HTMX)
+
+    assert response.status_code == 200
+    by_id = re.compile(rf'FROM "conversations_conversation" WHERE "conversations_conversation"\."id" = {conversation.pk} LIMIT 21')
+    assert [query["sql"] for query in queries if by_id.search(query["sql"])] == []
+    assert len(model_reads(queries, conversation.model)) == 1  # the new version's, not the reply's
+
+
+def test_a_retry_reads_the_reply_with_its_model(signed_in, conversation, turn):
+    _, reply = turn
+    Message.objects.filter(pk=reply.pk).update(status=Message.Status.FAILED, error="Boom.")
+    url = reverse("conversations:reply_retry", args=[conversation.public_id, reply.pk])
+    with CaptureQueriesContext(connection) as queries:
+        response = signed_in.post(url, headers=HTMX)
+
+    assert response.status_code == 200
+    assert len(model_reads(queries, conversation.model)) == 1  # after the reset, to show it; none before
+
+
+# _current_id: the conversation on screen is the one of the page htmx names ---------------------
+def test_only_an_htmx_request_names_the_conversation_on_screen(signed_in, conversation):
+    headers = {"HX-Current-URL": f"http://testserver{conversation.get_absolute_url()}"}  # no HX-Request
+
+    listed = page_of(signed_in.get(reverse("conversations:list"), headers=headers))
+
+    assert listed.select("a[aria-current]") == []
+
+
+def test_only_a_conversations_own_page_marks_it_on_screen(signed_in, conversation):
+    export = reverse("conversations:export_json", args=[conversation.public_id])  # its address, not its page
+
+    listed = page_of(signed_in.get(reverse("conversations:list"), headers={**HTMX, "HX-Current-URL": f"http://testserver{export}"}))
+
+    assert listed.select("a[aria-current]") == []
+    assert listed.select_one(f"#conversation-{conversation.public_id} a.item-title").get_text() == conversation.title
