@@ -335,3 +335,51 @@ def test_only_a_conversations_own_page_marks_it_on_screen(signed_in, conversatio
 
     assert listed.select("a[aria-current]") == []
     assert listed.select_one(f"#conversation-{conversation.public_id} a.item-title").get_text() == conversation.title
+
+
+# _relayed: what a page opened mid-reply gets at once ---------------------------------------------
+# Tested directly: how many events the relay holds when a page connects depends on how the job
+# batches the model's output, which no view-level test can fix exactly.
+def test_a_page_opened_after_two_events_gets_them_as_a_snapshot_and_a_tail():
+    from conversations.relay import Event
+
+    events = [Event(4, "delta", {"text": "Hel"}), Event(5, "delta", {"text": "lo"})]
+
+    assert views._relayed(events, fresh=True) == (
+        "event: snapshot\ndata: \n\n" "event: tail\ndata: Hello\nid: 5\n\n"
+    )
+
+
+def test_a_page_opened_after_several_blocks_gets_them_joined_and_the_text_after_them():
+    from conversations.relay import Event
+
+    events = [
+        Event(1, "block", {"html": "<p>One.</p>", "rest": ""}),
+        Event(2, "block", {"html": "<p>Two.</p>", "rest": "Th"}),
+        Event(3, "delta", {"text": "ree & <four>"}),
+    ]
+
+    assert views._relayed(events, fresh=True) == (
+        "event: snapshot\ndata: <p>One.</p><p>Two.</p>\n\n" "event: tail\ndata: Three &amp; &lt;four&gt;\nid: 3\n\n"
+    )
+
+
+# _escaped: streamed text escapes what HTML needs, and only that ----------------------------------
+@pytest.fixture
+def pending_reply(conversation):
+    MessageFactory(conversation=conversation, content="Quote me")
+    return MessageFactory(conversation=conversation, pending=True)
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("close_thread_connections")
+async def test_streamed_text_escapes_markup_and_keeps_quotes(client_in, pending_reply, fake_upstream):
+    from bench.fake_upstream import FakeReply
+    from conversations.tests.test_stream import read_all
+
+    fake_upstream.script(FakeReply(text="""He said "hi" & 'bye' <b>""", chunks=1))
+
+    events = await read_all(client_in, pending_reply)
+
+    assert [data for name, data in events if name == "delta"] == ["""He said "hi" &amp; 'bye' &lt;b&gt;"""]
