@@ -383,3 +383,40 @@ async def test_streamed_text_escapes_markup_and_keeps_quotes(client_in, pending_
     events = await read_all(client_in, pending_reply)
 
     assert [data for name, data in events if name == "delta"] == ["""He said "hi" &amp; 'bye' &lt;b&gt;"""]
+
+
+# _finished_bubble: the bubble of the stream's 'done' event ---------------------------------------
+@pytest.fixture
+def failed_then_answered(conversation):
+    """A failed reply with a later turn after it on the branch."""
+    MessageFactory(conversation=conversation, content="First?")
+    failed = MessageFactory(conversation=conversation, reply=True, content="", status=Message.Status.FAILED, error="Boom.")
+    MessageFactory(conversation=conversation, content="Second?")
+    MessageFactory(conversation=conversation, reply=True, content="Yes.")
+    return failed
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("close_thread_connections")
+async def test_the_finished_bubble_of_a_failed_reply_before_the_branch_end_has_no_retry(client_in, failed_then_answered):
+    from conversations.tests.test_stream import read_all
+
+    events = await read_all(client_in, failed_then_answered)
+
+    assert [name for name, _ in events] == ["done"]
+    bubble = BeautifulSoup(events[0][1], "html.parser")
+    assert bubble.select_one("p.problem").get_text() == "Boom."
+    assert bubble.find("button", class_="retry") is None
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("close_thread_connections")
+async def test_the_finished_bubble_offers_regenerate_with_the_offered_models(client_in, failed_then_answered, chat_model):
+    from conversations.tests.test_stream import read_all
+
+    events = await read_all(client_in, failed_then_answered)
+
+    menu = BeautifulSoup(events[-1][1], "html.parser").select_one("details.regenerate form")
+    assert [button.get_text() for button in menu.find_all("button")] == [chat_model.name]
