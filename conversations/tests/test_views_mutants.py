@@ -419,3 +419,19 @@ async def test_the_finished_bubble_offers_regenerate_with_the_offered_models(cli
 
     menu = BeautifulSoup(events[-1][1], "html.parser").select_one("details.regenerate form")
     assert [button.get_text() for button in menu.find_all("button")] == [chat_model.name]
+
+
+# _last_event_id: a reconnect's Last-Event-ID is ours only when it has at most 9 digits -----------
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("close_thread_connections", "any_relay")
+async def test_a_last_event_id_of_ten_digits_starts_from_the_beginning(client_in, pending_reply, fake_upstream):
+    from bench.fake_upstream import FakeReply
+    from conversations.tests.test_relay import WORDS, read, text_shown
+    from conversations.tests.test_stream import stream_url
+
+    fake_upstream.script(FakeReply(text=WORDS))
+
+    events, _ = await read(await client_in.get(stream_url(pending_reply), headers={"Last-Event-ID": "1" * 10}))
+
+    assert text_shown(events) == WORDS
