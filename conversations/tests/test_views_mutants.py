@@ -435,3 +435,18 @@ async def test_a_last_event_id_of_ten_digits_starts_from_the_beginning(client_in
     events, _ = await read(await client_in.get(stream_url(pending_reply), headers={"Last-Event-ID": "1" * 10}))
 
     assert text_shown(events) == WORDS
+
+
+# _sse: every kind of line break in a text starts a data line of the same event ------------------
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("close_thread_connections")
+async def test_each_line_break_of_streamed_text_starts_one_data_line(client_in, pending_reply, fake_upstream):
+    from bench.fake_upstream import FakeReply
+    from conversations.tests.test_stream import read_all
+
+    fake_upstream.script(FakeReply(text="a\r\nb\rc\nd", chunks=1))
+
+    events = await read_all(client_in, pending_reply)
+
+    assert [data for name, data in events if name == "delta"] == ["a\nb\nc\nd"]
