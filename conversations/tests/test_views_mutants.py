@@ -450,3 +450,29 @@ async def test_each_line_break_of_streamed_text_starts_one_data_line(client_in, 
     events = await read_all(client_in, pending_reply)
 
     assert [data for name, data in events if name == "delta"] == ["a\nb\nc\nd"]
+
+
+# _followed: a quiet moment on the relay gets a comment line, and the page stays on the relay -----
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("close_thread_connections")
+async def test_a_quiet_moment_mid_reply_keeps_the_page_on_the_relay(
+    client_in, pending_reply, fake_upstream, upstream_gate, monkeypatch
+):
+    import asyncio
+
+    from bench.fake_upstream import FakeReply
+    from conversations.tests.test_relay import WORDS, parse, text_shown
+    from conversations.tests.test_stream import open_stream
+
+    monkeypatch.setattr(views, "KEEPALIVE_SECONDS", 0.05)  # a comment line as soon as it is quiet
+    fake_upstream.script(FakeReply(text=WORDS, hang_after=3))  # then quiet until the gate opens
+    chunks = aiter((await open_stream(client_in, pending_reply)).streaming_content)
+    raw = ""
+    while ": still being written" not in raw:
+        raw += (await asyncio.wait_for(anext(chunks), 60)).decode()
+    upstream_gate.set()
+    raw += "".join([chunk.decode() async for chunk in chunks])
+
+    assert views._RELAY_LEFT not in raw  # never dropped to be read again from the database's checkpoints
+    assert text_shown(parse(raw)) == WORDS
