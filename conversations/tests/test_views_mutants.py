@@ -476,3 +476,26 @@ async def test_a_quiet_moment_mid_reply_keeps_the_page_on_the_relay(
 
     assert views._RELAY_LEFT not in raw  # never dropped to be read again from the database's checkpoints
     assert text_shown(parse(raw)) == WORDS
+
+
+# _written: a reconnect read from the checkpoints first drops what the relay had shown ------------
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("close_thread_connections")
+async def test_a_reconnect_to_a_reply_the_relay_does_not_carry_drops_the_relayed_text_first(
+    client_in, pending_reply, monkeypatch
+):
+    from conversations import services
+    from conversations.tests.test_stream import stream_url
+
+    monkeypatch.setattr(services, "STOP_POLL_SECONDS", 0.02)
+    # Being written by another worker's job, which this process's relay does not carry.
+    await Message.objects.filter(pk=pending_reply.pk).aupdate(status=Message.Status.STREAMING, content="Half")
+    response = await client_in.get(stream_url(pending_reply), headers={"Last-Event-ID": "1"})  # had the relay's first event
+    chunks = aiter(response.streaming_content)
+    assert (await anext(chunks)).startswith(b": stream open")
+
+    assert (await anext(chunks)).decode() == views._RELAY_LEFT
+    assert (await anext(chunks)).decode() == "event: tail\ndata: Half\n\n"
+    await Message.objects.filter(pk=pending_reply.pk).aupdate(status=Message.Status.COMPLETE)
+    assert [chunk async for chunk in chunks][-1].startswith(b"event: done\n")
