@@ -499,3 +499,23 @@ async def test_a_reconnect_to_a_reply_the_relay_does_not_carry_drops_the_relayed
     assert (await anext(chunks)).decode() == "event: tail\ndata: Half\n\n"
     await Message.objects.filter(pk=pending_reply.pk).aupdate(status=Message.Status.COMPLETE)
     assert [chunk async for chunk in chunks][-1].startswith(b"event: done\n")
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("close_thread_connections")
+async def test_a_reply_read_from_the_checkpoints_before_any_text_starts_with_an_empty_tail(
+    client_in, pending_reply, monkeypatch
+):
+    from conversations import services
+    from conversations.tests.test_stream import stream_url
+
+    monkeypatch.setattr(services, "STOP_POLL_SECONDS", 0.02)
+    # Being written by another worker's job, which this process's relay does not carry; no text yet.
+    await Message.objects.filter(pk=pending_reply.pk).aupdate(status=Message.Status.STREAMING, content="")
+    chunks = aiter((await client_in.get(stream_url(pending_reply))).streaming_content)
+    assert (await anext(chunks)).startswith(b": stream open")
+
+    assert (await anext(chunks)).decode() == "event: tail\ndata: \n\n"  # the bubble shows what is there: nothing
+    await Message.objects.filter(pk=pending_reply.pk).aupdate(status=Message.Status.COMPLETE)
+    assert [chunk async for chunk in chunks][-1].startswith(b"event: done\n")
