@@ -519,3 +519,39 @@ async def test_a_reply_read_from_the_checkpoints_before_any_text_starts_with_an_
     assert (await anext(chunks)).decode() == "event: tail\ndata: \n\n"  # the bubble shows what is there: nothing
     await Message.objects.filter(pk=pending_reply.pk).aupdate(status=Message.Status.COMPLETE)
     assert [chunk async for chunk in chunks][-1].startswith(b"event: done\n")
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("close_thread_connections")
+async def test_a_page_that_restarts_a_reply_follows_it_on_the_relay_from_its_first_event(
+    client_in, pending_reply, fake_upstream, monkeypatch
+):
+    from django.db import OperationalError
+    from django.db.models import QuerySet
+
+    from bench.fake_upstream import FakeReply
+    from conversations import services
+    from conversations.tests.test_relay import parse, text_shown
+    from conversations.tests.test_stream import open_stream
+
+    monkeypatch.setattr(services, "STOP_POLL_SECONDS", 0.02)
+    claims, real_aupdate = [], QuerySet.aupdate
+
+    async def busy_once(rows, **changes):  # the job's claim finds no database connection free, once
+        if changes.get("status") == Message.Status.STREAMING:
+            claims.append(changes)
+            if len(claims) == 1:
+                raise OperationalError("couldn't get a connection after 5.00 sec")
+        return await real_aupdate(rows, **changes)
+
+    monkeypatch.setattr(QuerySet, "aupdate", busy_once)
+    fake_upstream.script(FakeReply(text="Second time lucky, in several pieces.", chunks=4))
+
+    response = await open_stream(client_in, pending_reply)
+    events = parse("".join([chunk.decode() async for chunk in response.streaming_content]))
+
+    assert len(claims) == 2
+    written = [event for event in events if event[0] != "done"]
+    assert [event_id for *_, event_id in written if event_id]  # from the relay, which numbers its events
+    assert text_shown(written) == "Second time lucky, in several pieces."
