@@ -555,3 +555,45 @@ async def test_a_page_that_restarts_a_reply_follows_it_on_the_relay_from_its_fir
     written = [event for event in events if event[0] != "done"]
     assert [event_id for *_, event_id in written if event_id]  # from the relay, which numbers its events
     assert text_shown(written) == "Second time lucky, in several pieces."
+
+
+# _reply_to_stream: a reply's stream, at its own conversation's address only ---------------------
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("close_thread_connections")
+async def test_there_is_no_stream_of_a_users_message_nor_of_a_reply_at_another_conversations_address(
+    client_in, turn, user, conversation
+):
+    from asgiref.sync import sync_to_async
+
+    question, reply = turn
+    other = await sync_to_async(ConversationFactory)(user=user, model=conversation.model)
+
+    mine = reverse("conversations:reply_stream", args=[conversation.public_id, question.pk])
+    elsewhere = reverse("conversations:reply_stream", args=[other.public_id, reply.pk])
+    assert (await client_in.get(mine)).status_code == 404
+    assert (await client_in.get(elsewhere)).status_code == 404
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("close_thread_connections")
+async def test_a_quiet_moment_on_the_checkpoints_sends_a_comment_and_leaves_the_events_whole(
+    client_in, pending_reply, monkeypatch
+):
+    from conversations import services
+    from conversations.tests.test_stream import parse_events, stream_url
+
+    monkeypatch.setattr(services, "STOP_POLL_SECONDS", 0.02)
+    # Being written by another worker's job, which this process's relay does not carry.
+    await Message.objects.filter(pk=pending_reply.pk).aupdate(status=Message.Status.STREAMING, content="Half")
+    chunks = aiter((await client_in.get(stream_url(pending_reply))).streaming_content)
+    raw = ""
+    while "event: tail" not in raw:  # the text so far
+        raw += (await anext(chunks)).decode()
+    raw += (await anext(chunks)).decode()  # then nothing new: a comment line
+    await Message.objects.filter(pk=pending_reply.pk).aupdate(status=Message.Status.COMPLETE)
+    raw += "".join([chunk.decode() async for chunk in chunks])
+
+    assert re.search(r"event: tail\ndata: Half\n\n: ", raw)  # a comment line, which no page shows
+    assert [name for name, _ in parse_events(raw)] == ["tail", "done"]
