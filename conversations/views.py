@@ -221,10 +221,11 @@ def _over_send_rate(request: HttpRequest, form: MessageForm) -> int:
 
 
 def _rate_words(rate: str) -> str:
-    """"20/m" -> "20 messages a minute"."""
-    count, period = rate.split("/")
-    unit = {"s": "second", "m": "minute", "h": "hour", "d": "day"}.get(period[-1:], period)
-    every = f"every {period[:-1]} {unit}s" if period[:-1] else f"a {unit}"
+    """"20/m" -> "20 messages a minute", "5/10m" -> "5 messages every 10 minutes": the rate as
+    django-ratelimit reads it (its pattern: a period without its unit is in seconds)."""
+    count, number, unit = re.match(r"(\d+)/(\d*)([smhd])?", rate).groups()
+    name = {"s": "second", "m": "minute", "h": "hour", "d": "day"}[unit or "s"]
+    every = f"every {number} {name}s" if number else f"{'an' if name == 'hour' else 'a'} {name}"
     return f"{count} message{pluralize(int(count))} {every}"
 
 
@@ -648,6 +649,7 @@ def _excerpt(text: str, needle: re.Pattern) -> str:
     if match and match.start() > SNIPPET_BEFORE:
         cut = match.start() - SNIPPET_BEFORE
         begin = max(flat.rfind(" ", 0, cut) + 1, cut - 20)  # at a word, unless words are that long
+    if match:  # the whole match, however long
         end = max(begin + SNIPPET_LENGTH, match.end())
     if end < len(flat) and (space := flat.rfind(" ", match.end() if match else begin, end)) > 0:
         end = space
