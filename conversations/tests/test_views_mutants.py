@@ -575,6 +575,18 @@ async def test_there_is_no_stream_of_a_users_message_nor_of_a_reply_at_another_c
     assert (await client_in.get(elsewhere)).status_code == 404
 
 
+@pytest.mark.django_db
+def test_a_reply_to_stream_is_read_with_its_conversation_and_model_in_one_query(user):
+    reply = MessageFactory(conversation=ConversationFactory(user=user), reply=True)
+
+    with CaptureQueriesContext(connection) as queries:
+        found = views._reply_to_stream(user, reply.conversation.public_id, reply.pk)
+        seen = (found.conversation.title, found.model.name)  # what the stream reads of them
+
+    assert seen == (reply.conversation.title, reply.model.name)
+    assert len(queries) == 1
+
+
 @pytest.mark.asyncio
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.usefixtures("close_thread_connections")
