@@ -48,6 +48,9 @@ test-browser: setup
 # make mutants MODULES="conversations/forms.py conversations/models.py"
 MUTMUT_VERSION := 3.8.1
 MODULES ?= accounts/validators.py aimodels/validators.py accounts/forms.py aimodels/forms.py accounts/models.py conversations/context.py
+# Mutants run at once (mutmut's default: one per core). The reply job's wait more than they compute
+# (a mutant that breaks a reply's end makes each test wait for its deadline): more pay there.
+CHILDREN ?= $(shell nproc)
 MUTANT_NAMES = $(foreach m,$(MODULES),'$(subst /,.,$(m:.py=)).*')
 MUTANT_PREFIXES = $(subst $(eval) ,|,$(foreach m,$(MODULES),$(subst .,\.,$(subst /,.,$(m:.py=)))))
 
@@ -57,7 +60,7 @@ mutants: setup
 	@echo "mutmut over $(MODULES) (progress: mutants/run.log)"
 	@mkdir -p mutants && start=$$(date +%s) \
 	&& { CHATTER_ENV_FILE=$(CURDIR)/.env TIKTOKEN_CACHE_DIR=$(CURDIR)/.cache/tiktoken \
-		$(VENV)/bin/mutmut run $(MUTANT_NAMES) > mutants/run.log 2>&1 \
+		$(VENV)/bin/mutmut run --max-children $(CHILDREN) $(MUTANT_NAMES) > mutants/run.log 2>&1 \
 		|| { tr '\r' '\n' < mutants/run.log | tail -40; echo "mutmut failed (see mutants/run.log)"; exit 1; }; } \
 	&& $(VENV)/bin/mutmut results | grep -E "^ +($(MUTANT_PREFIXES))\." > mutants/survivors.txt; \
 	cat mutants/survivors.txt; \
