@@ -267,7 +267,7 @@ async def test_a_call_to_a_tool_we_do_not_have_gets_no_query_whatever_its_argume
     assert web.hits == []
 
 
-# reply_start_soon: a reply started from the sending view -----------------------------------------
+# reply_start_soon, reply_start and _reply_claim: a reply started by the send, or by its page --------
 def started_soon_in_a_thread_of_its_own(reply: Message, loop: asyncio.AbstractEventLoop | None) -> BaseException | None:
     """reply_start_soon as a sync view's thread calls it: a WSGI worker's (no event loop recorded),
     or one whose recorded loop is `loop`. What it raised, if anything."""
@@ -306,14 +306,28 @@ async def test_without_an_event_loop_to_run_its_job_the_reply_stays_pending_for_
     assert (await reload(reply)).status == Message.Status.PENDING  # the page's stream starts it (reply_start)
 
 
-async def test_a_reply_claimed_by_the_send_is_fresh_however_long_it_waited(turn, fake_upstream, upstream_gate, monkeypatch):
+async def started_by_the_send(reply: Message) -> None:
+    """reply_start_soon, from the sending view's thread under ASGI."""
+    assert await asyncio.to_thread(started_soon_in_a_thread_of_its_own, reply, asyncio.get_running_loop()) is None
+
+
+async def started_by_its_page(reply: Message) -> None:
+    """reply_start, from the page's stream."""
+    await services.reply_start(reply_id=reply.pk)
+
+
+STARTERS = pytest.mark.parametrize("start", [started_by_the_send, started_by_its_page], ids=["send", "page"])
+
+
+@STARTERS
+async def test_a_started_reply_is_fresh_however_long_it_waited(start, turn, fake_upstream, upstream_gate, monkeypatch):
     monkeypatch.setattr(services, "CHECKPOINT_SECONDS", 3_600)  # no checkpoint freshens it meanwhile
     monkeypatch.setattr(models, "STALE_STREAM", timedelta(hours=1))  # however slow the machine
     _, reply = turn
     await Message.objects.filter(pk=reply.pk).aupdate(updated_at=timezone.now() - timedelta(days=1))
     fake_upstream.script(FakeReply(text="Hello.", hang_after=0))  # the job waits on the provider
 
-    assert await asyncio.to_thread(started_soon_in_a_thread_of_its_own, reply, asyncio.get_running_loop()) is None
+    await start(reply)
 
     claimed = await reload(reply)
     assert claimed.status == Message.Status.STREAMING
@@ -323,13 +337,14 @@ async def test_a_reply_claimed_by_the_send_is_fresh_however_long_it_waited(turn,
     assert (await reload(reply)).status == Message.Status.COMPLETE
 
 
-async def test_the_send_starts_its_own_reply_only(turn, user, chat_model, fake_upstream):
+@STARTERS
+async def test_a_start_claims_its_own_reply_only(start, turn, user, chat_model, fake_upstream):
     _, reply = turn
     elsewhere = await sync_to_async(ConversationFactory)(user=user, model=chat_model)
     await sync_to_async(MessageFactory)(conversation=elsewhere, content="Another question")
     other = await sync_to_async(MessageFactory)(conversation=elsewhere, pending=True)
 
-    assert await asyncio.to_thread(started_soon_in_a_thread_of_its_own, reply, asyncio.get_running_loop()) is None
+    await start(reply)
     await background_done()
 
     assert (await reload(reply)).status == Message.Status.COMPLETE
@@ -337,14 +352,16 @@ async def test_the_send_starts_its_own_reply_only(turn, user, chat_model, fake_u
     assert len(fake_upstream.chat_requests) == 1
 
 
-async def test_the_send_does_not_start_a_reply_its_page_has_started_already(turn, fake_upstream):
+@STARTERS
+async def test_a_reply_claimed_already_is_not_started_again(start, turn, fake_upstream):
     _, reply = turn
+    # Claimed by another job: the page's (for the send), another worker's (for the page).
     await Message.objects.filter(pk=reply.pk).aupdate(status=Message.Status.STREAMING, updated_at=timezone.now())
 
-    assert await asyncio.to_thread(started_soon_in_a_thread_of_its_own, reply, asyncio.get_running_loop()) is None
+    await start(reply)
     await background_done()
 
-    assert fake_upstream.chat_requests == []  # one job per reply: the page's
+    assert fake_upstream.chat_requests == []  # one job per reply
     assert (await reload(reply)).status == Message.Status.STREAMING
 
 
@@ -421,50 +438,6 @@ async def test_a_checkpoint_saves_the_lookups_as_they_are_now(conversation, fake
     upstream_gate.set()
     await asyncio.wait_for(job, 60)
     assert (await reload(reply)).status == Message.Status.COMPLETE
-
-
-# reply_start / _reply_claim: a reply started by its page ---------------------------------------------
-async def test_a_reply_its_page_starts_is_fresh_however_long_it_waited(turn, fake_upstream, upstream_gate, monkeypatch):
-    monkeypatch.setattr(services, "CHECKPOINT_SECONDS", 3_600)  # no checkpoint freshens it meanwhile
-    monkeypatch.setattr(models, "STALE_STREAM", timedelta(hours=1))  # however slow the machine
-    _, reply = turn
-    await Message.objects.filter(pk=reply.pk).aupdate(updated_at=timezone.now() - timedelta(days=1))
-    fake_upstream.script(FakeReply(text="Hello.", hang_after=0))  # the job waits on the provider
-
-    await services.reply_start(reply_id=reply.pk)
-
-    claimed = await reload(reply)
-    assert claimed.status == Message.Status.STREAMING
-    assert not claimed.is_stale
-    upstream_gate.set()
-    await background_done()
-    assert (await reload(reply)).status == Message.Status.COMPLETE
-
-
-async def test_a_page_starts_its_own_reply_only(turn, user, chat_model, fake_upstream):
-    _, reply = turn
-    elsewhere = await sync_to_async(ConversationFactory)(user=user, model=chat_model)
-    await sync_to_async(MessageFactory)(conversation=elsewhere, content="Another question")
-    other = await sync_to_async(MessageFactory)(conversation=elsewhere, pending=True)
-
-    await services.reply_start(reply_id=reply.pk)
-    await background_done()
-
-    assert (await reload(reply)).status == Message.Status.COMPLETE
-    assert (await reload(other)).status == Message.Status.PENDING
-    assert len(fake_upstream.chat_requests) == 1
-
-
-async def test_a_page_does_not_start_a_reply_another_worker_writes(turn, fake_upstream):
-    _, reply = turn
-    # Claimed by a job this process's relay does not know: another worker's.
-    await Message.objects.filter(pk=reply.pk).aupdate(status=Message.Status.STREAMING, updated_at=timezone.now())
-
-    await services.reply_start(reply_id=reply.pk)
-    await background_done()
-
-    assert fake_upstream.chat_requests == []
-    assert (await reload(reply)).status == Message.Status.STREAMING
 
 
 # _usage_added: the tokens of a reply asked for in several requests -------------------------------

@@ -479,20 +479,25 @@ async def test_a_quiet_moment_mid_reply_keeps_the_page_on_the_relay(
 
 
 # _written: a reconnect read from the checkpoints first drops what the relay had shown ------------
+async def another_workers_stream(client, reply: Message, content: str, monkeypatch, **headers):
+    """The stream of `reply` while another worker's job writes it (this process's relay does not
+    carry it), with `content` so far: read from the checkpoints, looked at every 0.02 s."""
+    from conversations import services
+    from conversations.tests.test_stream import stream_url
+
+    monkeypatch.setattr(services, "STOP_POLL_SECONDS", 0.02)
+    await Message.objects.filter(pk=reply.pk).aupdate(status=Message.Status.STREAMING, content=content)
+    return aiter((await client.get(stream_url(reply), headers=headers)).streaming_content)
+
+
 @pytest.mark.asyncio
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.usefixtures("close_thread_connections")
 async def test_a_reconnect_to_a_reply_the_relay_does_not_carry_drops_the_relayed_text_first(
     client_in, pending_reply, monkeypatch
 ):
-    from conversations import services
-    from conversations.tests.test_stream import stream_url
-
-    monkeypatch.setattr(services, "STOP_POLL_SECONDS", 0.02)
-    # Being written by another worker's job, which this process's relay does not carry.
-    await Message.objects.filter(pk=pending_reply.pk).aupdate(status=Message.Status.STREAMING, content="Half")
-    response = await client_in.get(stream_url(pending_reply), headers={"Last-Event-ID": "1"})  # had the relay's first event
-    chunks = aiter(response.streaming_content)
+    # Had the relay's first event.
+    chunks = await another_workers_stream(client_in, pending_reply, "Half", monkeypatch, **{"Last-Event-ID": "1"})
     assert (await anext(chunks)).startswith(b": stream open")
 
     assert (await anext(chunks)).decode() == views._RELAY_LEFT
@@ -507,13 +512,7 @@ async def test_a_reconnect_to_a_reply_the_relay_does_not_carry_drops_the_relayed
 async def test_a_reply_read_from_the_checkpoints_before_any_text_starts_with_an_empty_tail(
     client_in, pending_reply, monkeypatch
 ):
-    from conversations import services
-    from conversations.tests.test_stream import stream_url
-
-    monkeypatch.setattr(services, "STOP_POLL_SECONDS", 0.02)
-    # Being written by another worker's job, which this process's relay does not carry; no text yet.
-    await Message.objects.filter(pk=pending_reply.pk).aupdate(status=Message.Status.STREAMING, content="")
-    chunks = aiter((await client_in.get(stream_url(pending_reply))).streaming_content)
+    chunks = await another_workers_stream(client_in, pending_reply, "", monkeypatch)  # no text yet
     assert (await anext(chunks)).startswith(b": stream open")
 
     assert (await anext(chunks)).decode() == "event: tail\ndata: \n\n"  # the bubble shows what is there: nothing
@@ -593,13 +592,9 @@ def test_a_reply_to_stream_is_read_with_its_conversation_and_model_in_one_query(
 async def test_a_quiet_moment_on_the_checkpoints_sends_a_comment_and_leaves_the_events_whole(
     client_in, pending_reply, monkeypatch
 ):
-    from conversations import services
-    from conversations.tests.test_stream import parse_events, stream_url
+    from conversations.tests.test_stream import parse_events
 
-    monkeypatch.setattr(services, "STOP_POLL_SECONDS", 0.02)
-    # Being written by another worker's job, which this process's relay does not carry.
-    await Message.objects.filter(pk=pending_reply.pk).aupdate(status=Message.Status.STREAMING, content="Half")
-    chunks = aiter((await client_in.get(stream_url(pending_reply))).streaming_content)
+    chunks = await another_workers_stream(client_in, pending_reply, "Half", monkeypatch)
     raw = ""
     while "event: tail" not in raw:  # the text so far
         raw += (await anext(chunks)).decode()
