@@ -99,6 +99,7 @@
   // gone. The focus stays with the row (pinned or unpinned: the same button, which now says the
   // other), or, archived, goes to the row that took its place (the last row, or the search box).
   var arranging = new WeakMap();  // a row's button pressed -> where it was
+  var refocus = null;  // that place, once a new list has come
   document.addEventListener("htmx:beforeRequest", function (event) {
     var button = event.detail.elt;
     var actions = button instanceof Element && button.closest("#conversation-list .item-actions");
@@ -107,12 +108,18 @@
     var rows = Array.prototype.slice.call(document.querySelectorAll("#conversation-list .conversation-item"));
     arranging.set(button, { id: row.id, button: Array.prototype.indexOf.call(actions.children, button), row: rows.indexOf(row) });
   });
-  // The new list is in place by now. The button is gone with the old one, so htmx tells the
-  // nearest element still in the page (detail.elt); requestConfig.elt is the button.
+  // The button is gone with the old list, so htmx tells the nearest element still in the page
+  // (detail.elt); requestConfig.elt is the button.
   document.addEventListener("htmx:afterRequest", function (event) {
     var button = event.detail.requestConfig && event.detail.requestConfig.elt;
     var was = button && arranging.get(button);
-    if (!was || button.isConnected) { return; }  // no new list (a rename, a dialog, or refused)
+    if (was && !button.isConnected) { refocus = was; }  // else no new list (a rename, a dialog, or refused)
+  });
+  // Settled: htmx has set up the new list's buttons (a key pressed before that would do nothing).
+  document.addEventListener("htmx:afterSettle", function () {
+    var was = refocus;
+    refocus = null;
+    if (!was) { return; }
     var row = document.getElementById(was.id);
     var target = row && row.querySelector(".item-actions").children[was.button];
     if (!target) {
