@@ -289,6 +289,7 @@ def started_soon_in_a_thread_of_its_own(reply: Message, loop: asyncio.AbstractEv
     thread = threading.Thread(target=view_thread)
     thread.start()
     thread.join(60)
+    assert not thread.is_alive(), "reply_start_soon did not return"
     return raised[0] if raised else None
 
 

@@ -562,13 +562,12 @@ async def test_blocks_are_sanitized_and_the_text_after_them_escaped(client_in, t
     assert rest == "<b>end</b>"
 
 
-async def test_a_reply_whose_start_failed_is_started_again_by_its_page(client_in, turn, fake_upstream, monkeypatch, caplog):
-    _, reply = turn
-    monkeypatch.setattr(services, "STOP_POLL_SECONDS", 0.02)
-    claims = []
-    real_aupdate = QuerySet.aupdate
+def first_claim_fails(monkeypatch) -> list[dict]:
+    """The first claim of a reply (its UPDATE to streaming) finds no database connection free; the
+    next ones go through. The claims tried, in a list that fills as they come."""
+    claims, real_aupdate = [], QuerySet.aupdate
 
-    async def busy_once(rows, **changes):  # the claim finds no database connection free, once
+    async def busy_once(rows, **changes):
         if changes.get("status") == Message.Status.STREAMING:
             claims.append(changes)
             if len(claims) == 1:
@@ -576,6 +575,13 @@ async def test_a_reply_whose_start_failed_is_started_again_by_its_page(client_in
         return await real_aupdate(rows, **changes)
 
     monkeypatch.setattr(QuerySet, "aupdate", busy_once)
+    return claims
+
+
+async def test_a_reply_whose_start_failed_is_started_again_by_its_page(client_in, turn, fake_upstream, monkeypatch, caplog):
+    _, reply = turn
+    monkeypatch.setattr(services, "STOP_POLL_SECONDS", 0.02)
+    claims = first_claim_fails(monkeypatch)
     fake_upstream.script(FakeReply(text="Second time lucky."))
 
     events = await read_all(client_in, reply)

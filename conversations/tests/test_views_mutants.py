@@ -526,25 +526,13 @@ async def test_a_reply_read_from_the_checkpoints_before_any_text_starts_with_an_
 async def test_a_page_that_restarts_a_reply_follows_it_on_the_relay_from_its_first_event(
     client_in, pending_reply, fake_upstream, monkeypatch
 ):
-    from django.db import OperationalError
-    from django.db.models import QuerySet
-
     from bench.fake_upstream import FakeReply
     from conversations import services
     from conversations.tests.test_relay import parse, text_shown
-    from conversations.tests.test_stream import open_stream
+    from conversations.tests.test_stream import first_claim_fails, open_stream
 
     monkeypatch.setattr(services, "STOP_POLL_SECONDS", 0.02)
-    claims, real_aupdate = [], QuerySet.aupdate
-
-    async def busy_once(rows, **changes):  # the job's claim finds no database connection free, once
-        if changes.get("status") == Message.Status.STREAMING:
-            claims.append(changes)
-            if len(claims) == 1:
-                raise OperationalError("couldn't get a connection after 5.00 sec")
-        return await real_aupdate(rows, **changes)
-
-    monkeypatch.setattr(QuerySet, "aupdate", busy_once)
+    claims = first_claim_fails(monkeypatch)  # the job's claim finds no database connection free, once
     fake_upstream.script(FakeReply(text="Second time lucky, in several pieces.", chunks=4))
 
     response = await open_stream(client_in, pending_reply)
