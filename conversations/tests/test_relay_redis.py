@@ -271,6 +271,69 @@ async def test_redis_stopping_mid_reply_loses_nothing(client_in, turn, fake_upst
 
 @pytest.mark.asyncio
 @pytest.mark.usefixtures("close_thread_connections")
+async def test_redis_stopping_under_a_page_of_another_worker_goes_on_from_the_checkpoints(client_in, turn, monkeypatch):
+    monkeypatch.setattr(services, "STOP_POLL_SECONDS", 0.02)
+    # Another worker writes the reply: it relayed a finished paragraph and checkpointed a bit more.
+    await Message.objects.filter(pk=turn.pk).aupdate(
+        status=Message.Status.STREAMING, content="First paragraph.\n\nSec", updated_at=timezone.now()
+    )
+    with private_redis() as (server, url):
+        relay_swap(monkeypatch, RedisRelay(url))  # this worker's
+        elsewhere = RedisRelay(url)
+        try:
+            await elsewhere.open(turn.pk)
+            await elsewhere.publish(turn.pk, "block", html="<p>First paragraph.</p>", rest="Sec")
+            chunks = aiter((await open_stream(client_in, turn)).streaming_content)
+            raw = await read_until(chunks, "", lambda raw: "id: 1" in raw)  # followed on the relay
+
+            server.terminate()  # Redis goes away under the page
+            await asyncio.to_thread(server.wait, 10)
+            raw = await asyncio.wait_for(read_until(chunks, raw, lambda raw: "event: tail" in raw.partition("id: 1")[2]), 60)
+            await Message.objects.filter(pk=turn.pk).aupdate(status=Message.Status.COMPLETE)
+            raw += "".join([chunk.decode() async for chunk in chunks])
+        finally:
+            await elsewhere.aclose()
+            await relay_module.relay.aclose()
+
+    events = parse(raw)
+    assert ("snapshot", "", None) in events  # what the relay had shown is dropped, then read again:
+    assert text_shown(events[:-1]) == "First paragraph.\n\nSec"  # shown once, from the checkpoint
+    assert events[-1][0] == "done"
+
+
+@pytest.mark.asyncio
+@pytest.mark.usefixtures("close_thread_connections")
+async def test_a_page_that_finds_the_relayed_beginning_gone_reads_the_checkpoints(
+    client_in, turn, redis_relay, redis_url, redis_client, monkeypatch
+):
+    monkeypatch.setattr(services, "STOP_POLL_SECONDS", 0.02)
+    await Message.objects.filter(pk=turn.pk).aupdate(
+        status=Message.Status.STREAMING, content="One two", updated_at=timezone.now()
+    )
+    elsewhere = RedisRelay(redis_url)  # another worker writes the reply
+    try:
+        await elsewhere.open(turn.pk)
+        for word in ("One", " two", " three"):
+            await elsewhere.publish(turn.pk, "delta", text=word)
+        redis_client.xdel(f"chatter:reply:{turn.pk}", "0-1")  # trimmed (a reply longer than MAXLEN)
+        chunks = aiter((await open_stream(client_in, turn)).streaming_content)
+
+        # Read from the checkpoints (not the relay again and again, which no longer has the beginning).
+        raw = await asyncio.wait_for(read_until(chunks, "", lambda raw: "event: tail" in raw), 60)
+        await Message.objects.filter(pk=turn.pk).aupdate(status=Message.Status.COMPLETE, content="One two three")
+        await elsewhere.publish(turn.pk, "end")
+        raw += "".join([chunk.decode() async for chunk in chunks])
+    finally:
+        await elsewhere.aclose()
+
+    events = parse(raw)
+    assert [name for name, *_ in events] == ["tail", "done"]
+    assert text_shown(events[:-1]) == "One two"
+    assert "One two three" in BeautifulSoup(events[-1][1], "html.parser").get_text()
+
+
+@pytest.mark.asyncio
+@pytest.mark.usefixtures("close_thread_connections")
 async def test_an_unreachable_redis_loses_no_reply(client_in, turn, fake_upstream, monkeypatch, caplog):
     fake_upstream.script(FakeReply(text=WORDS))
     relay = RedisRelay(f"redis://127.0.0.1:{free_port()}/0")  # nothing listens there
@@ -311,9 +374,14 @@ def test_a_message_is_sent_while_the_shared_cache_is_unreachable(signed_in, conv
 
 # Many pages ----------------------------------------------------------------------------------------
 @pytest.mark.asyncio
-async def test_a_worker_follows_more_replies_from_another_than_redis_pys_default_pool_allows(redis_relay, redis_url):
+async def test_a_worker_follows_more_replies_from_another_than_redis_pys_default_pool_allows(
+    redis_relay, redis_url, monkeypatch
+):
     """redis-py's pool allows 100 connections unless told otherwise, and a follower's XREAD holds
     one while it waits: the 101st page used to get 'Too many connections' (and the checkpoints)."""
+    # Each XREAD waits for its event however slow the machine (after FOLLOW_CHECK_SECONDS without
+    # one, a follower looks at the reply's row: these replies have none, so it would stop there).
+    monkeypatch.setattr(relay_module, "FOLLOW_CHECK_SECONDS", 60)
     pages = 130
     elsewhere = RedisRelay(redis_url)  # the pages' worker; the writers are on redis_relay's
     try:

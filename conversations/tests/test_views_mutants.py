@@ -478,6 +478,48 @@ async def test_a_quiet_moment_mid_reply_keeps_the_page_on_the_relay(
     assert text_shown(parse(raw)) == WORDS
 
 
+# _followed: a page that goes away mid-stream (the server closes its events) ----------------------
+@pytest.mark.asyncio
+async def test_a_page_gone_right_after_a_batch_closes_its_stream_cleanly():
+    import asyncio
+
+    from conversations.relay import Event
+
+    async def batches():
+        yield [Event(1, "delta", {"text": "Hi"})]
+        await asyncio.Event().wait()  # nothing more for now
+
+    frames = views._followed(batches(), fresh=False)
+    assert await anext(frames) == "event: delta\ndata: Hi\nid: 1\n\n"
+
+    await frames.aclose()  # raises nothing: no read of the relay was pending
+
+
+@pytest.mark.asyncio
+async def test_a_page_gone_while_the_relay_is_quiet_stops_reading_the_relay(monkeypatch):
+    import asyncio
+
+    monkeypatch.setattr(views, "KEEPALIVE_SECONDS", 0)  # a comment line at once
+    reading, read_cancelled = asyncio.Event(), asyncio.Event()
+
+    async def batches():
+        reading.set()
+        try:
+            await asyncio.Event().wait()  # the relay is quiet
+        except asyncio.CancelledError:
+            read_cancelled.set()
+            raise
+        yield []
+
+    frames = views._followed(batches(), fresh=False)
+    assert await anext(frames) == ": still being written\n\n"
+    await asyncio.wait_for(reading.wait(), 60)  # its read of the relay is under way
+
+    await frames.aclose()
+
+    await asyncio.wait_for(read_cancelled.wait(), 60)  # and is not left running for a page that went
+
+
 # _written: a reconnect read from the checkpoints first drops what the relay had shown ------------
 async def another_workers_stream(client, reply: Message, content: str, monkeypatch, **headers):
     """The stream of `reply` while another worker's job writes it (this process's relay does not
