@@ -552,6 +552,24 @@ async def test_a_reply_that_ended_is_no_longer_watched_for_a_stop(turn, fake_ups
     assert reply.pk not in services._WRITING
 
 
+async def test_a_reply_written_after_the_watch_ended_is_watched_for_a_stop_again(conversation, fake_upstream, monkeypatch):
+    monkeypatch.setattr(services, "STOP_POLL_SECONDS", 0.02)
+    first = await ask(conversation, "One")
+    job, _ = await job_started(first)
+    await asyncio.wait_for(job, 60)
+    watch = services._stops_watch
+    assert watch.get_loop() is asyncio.get_running_loop()
+    await asyncio.wait_for(watch, 60)  # nothing left to watch: it ended
+
+    second = await ask(conversation, "Two")
+    fake_upstream.script(FakeReply(text="never finished", hang_after=0))
+    job, _ = await job_started(second)  # nothing sets its event: the relay never hears of the stop
+    await Message.objects.filter(pk=second.pk).aupdate(stop_requested=True)  # a worker the relay does not reach
+    await asyncio.wait_for(job, 60)
+
+    assert (await reload(second)).error == models.STOPPED
+
+
 async def test_text_is_not_saved_as_it_arrives_only_at_checkpoints(turn, fake_upstream, upstream_gate, monkeypatch):
     monkeypatch.setattr(services, "CHECKPOINT_SECONDS", 3_600)  # none comes during the test
     _, reply = turn
