@@ -184,6 +184,12 @@ def clean_refusals(**fields) -> dict[str, list[str]]:
             "Give the resource endpoint without /openai, e.g. https://NAME.openai.azure.com.",
         ),
         ({"api_version": "2024-10-21"}, "api_version", "Only Azure models take an API version; leave it empty."),
+        ({"azure": True, "api_version": ""}, "api_version", "Required for Azure models."),
+        (
+            {"azure": True, "deployment_name": "-gpt4o"},
+            "deployment_name",
+            "An Azure deployment name uses letters, digits, '.', '_' and '-', starting with a letter or digit.",
+        ),
         (
             {"api_key_env": ""},
             "api_key_env",
@@ -191,7 +197,10 @@ def clean_refusals(**fields) -> dict[str, list[str]]:
         ),
         ({"is_default": True, "is_active": False}, "is_default", "The default model must be active."),
     ],
-    ids=["no endpoint", "endpoint with /openai", "version not for azure", "no key", "inactive default"],
+    ids=[
+        "no endpoint", "endpoint with /openai", "version not for azure", "azure without a version",
+        "azure deployment name", "no key", "inactive default",
+    ],
 )
 def test_each_refusal_of_clean_says_what_to_do(fields, field, message):
     assert clean_refusals(**fields) == {field: [message]}

@@ -72,6 +72,18 @@ async def test_after_the_first_reply_the_model_titles_the_conversation(client_in
     assert title_request["max_tokens"] <= 24
 
 
+async def test_a_conversation_with_a_system_prompt_is_titled_after_its_first_reply_too(client_in, first_turn, fake_upstream):
+    conversation, reply = first_turn
+    await Conversation.objects.filter(pk=conversation.pk).aupdate(system_prompt="Answer briefly.")
+    fake_upstream.script(FakeReply(text="Here is a plan."), FakeReply(text="Three Days in Paris"))
+
+    await stream(client_in, reply)
+    await background_done()
+
+    assert fake_upstream.chat_requests[0].body["messages"][0] == {"role": "system", "content": "Answer briefly."}
+    assert await title_of(conversation) == "Three Days in Paris"  # the system prompt is not a question asked
+
+
 async def test_the_reply_ends_before_the_title_is_asked(client_in, first_turn, fake_upstream):
     conversation, reply = first_turn
     fake_upstream.script(FakeReply(text="Here is a plan."), FakeReply(text="Slow Title", first_delay=30))
