@@ -1,3 +1,4 @@
+import math
 from datetime import timedelta
 
 from django.conf import settings
@@ -144,9 +145,11 @@ class User(AbstractUser):
         return bool(claimed)
 
     def seconds_until_resend(self) -> int:
+        """Whole seconds until claim_verification_send() can succeed, rounded up: never 0 while
+        it would still refuse, and 0 from the moment it would not."""
         if self.verification_sent_at is None:
             return 0
         wait = self.verification_sent_at + timedelta(
             seconds=settings.EMAIL_VERIFICATION_RESEND_SECONDS
         ) - timezone.now()
-        return max(0, int(wait.total_seconds()) + 1)
+        return max(0, math.ceil(wait.total_seconds()))
