@@ -154,3 +154,35 @@ def test_from_the_keyboard_the_focus_stays_with_a_pinned_row_and_moves_on_from_a
     expect(items).to_have_count(0)
     expect(page.locator("#conversation-search")).to_be_focused()
     assert page.problems == []
+
+
+def test_from_the_keyboard_the_header_menus_pin_archive_and_restore_give_the_focus_back_to_the_menu(
+    watched: Page, asgi_server, browser_user, make
+):
+    page = watched
+    shown = make("Shown")
+    open_chat(page, asgi_server, browser_user, shown)
+    summary = page.locator("#conversation-actions > summary")
+
+    def from_the_menu(name: str) -> None:
+        summary.focus()
+        page.keyboard.press("Enter")  # opens the menu
+        page.locator("#conversation-actions .menu").get_by_role("button", name=name, exact=True).focus()
+        page.keyboard.press("Enter")
+
+    from_the_menu("Pin")
+    expect(page.locator("#conversation-list .list-heading")).to_have_text(["Pinned"])
+    expect(page.locator("#conversation-actions .menu button").first).to_have_text("Unpin")  # a new header
+    expect(summary).to_be_focused()
+    expect(page.locator("#conversation-actions")).not_to_have_attribute("open", "")
+
+    from_the_menu("Archive")
+    restore = page.locator(".archived-notice").get_by_role("button", name="Restore")
+    expect(restore).to_be_visible()
+    expect(summary).to_be_focused()
+
+    restore.focus()
+    page.keyboard.press("Enter")
+    expect(page.locator(".archived-notice")).to_have_count(0)
+    expect(summary).to_be_focused()
+    assert page.problems == []

@@ -252,6 +252,21 @@
     });
   });
 
+  // Pin, archive or restore from the header: the answer replaces the header (out of band), and
+  // with it the button pressed. The focus goes to the new header's menu button (the menu closed),
+  // once htmx has settled it, instead of falling to the page.
+  var headerRefocus = false;
+  document.addEventListener("htmx:afterRequest", function (event) {
+    var form = event.detail.requestConfig && event.detail.requestConfig.elt;
+    if (form && !form.isConnected && form.closest(".conversation-actions, .archived-notice")) { headerRefocus = true; }
+  });
+  document.addEventListener("htmx:afterSettle", function () {
+    if (!headerRefocus) { return; }
+    headerRefocus = false;
+    var summary = document.querySelector("#conversation-actions > summary");
+    if (summary) { summary.focus(); }
+  });
+
   document.addEventListener("DOMContentLoaded", function () {
     addCodeCopyButtons();
     scrollToEnd(true);
