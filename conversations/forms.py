@@ -363,38 +363,45 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 
 
-class SidebarCursor(NamedTuple):
-    """Where a page of the sidebar ends: the last row's (updated_at, pk), written as
+class ListCursor(NamedTuple):
+    """Where a page of a list ends, in a newest-first order by a time then the pk (the sidebar's
+    by updated_at, the Archived page's by archived_at): the last row's (time, pk), written as
     "<microseconds since 1970>-<pk>" in the next page's URL."""
 
-    updated_at: datetime
+    at: datetime
     pk: int
 
     @classmethod
-    def after(cls, conversation: Conversation) -> "SidebarCursor":
-        return cls(conversation.updated_at, conversation.pk)
+    def after(cls, row: Conversation, field: str) -> "ListCursor":
+        """The place right after `row` in the order by `field`."""
+        return cls(getattr(row, field), row.pk)
 
     def __str__(self) -> str:
-        return f"{(self.updated_at - _EPOCH) // _MICROSECOND}-{self.pk}"
+        return f"{(self.at - _EPOCH) // _MICROSECOND}-{self.pk}"
 
 
-class ConversationSearchForm(forms.Form):
-    """The sidebar's list: a search (empty for all conversations) and where the page starts."""
+class ListPlaceForm(forms.Form):
+    """Where a page of a list starts: after `cursor` (a ListCursor), or at the first row."""
 
-    q = forms.CharField(label="Search", required=False, max_length=200)
     cursor = forms.RegexField(regex=r"^\d{1,18}-\d{1,18}$", required=False, max_length=40)
 
-    def clean_q(self) -> str:
-        return " ".join(self.cleaned_data["q"].split())
-
-    def clean_cursor(self) -> SidebarCursor | None:
+    def clean_cursor(self) -> ListCursor | None:
         if not (cursor := self.cleaned_data["cursor"]):
             return None
         micros, pk = cursor.split("-")
         try:
-            return SidebarCursor(_EPOCH + int(micros) * _MICROSECOND, int(pk))
+            return ListCursor(_EPOCH + int(micros) * _MICROSECOND, int(pk))
         except OverflowError:
             raise forms.ValidationError("Not a place in the list.", code="invalid") from None
+
+
+class ConversationSearchForm(ListPlaceForm):
+    """The sidebar's list: a search (empty for all conversations) and where the page starts."""
+
+    q = forms.CharField(label="Search", required=False, max_length=200)
+
+    def clean_q(self) -> str:
+        return " ".join(self.cleaned_data["q"].split())
 
 
 # Pin and archive ----------------------------------------------------------------------------------

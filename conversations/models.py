@@ -140,10 +140,11 @@ class ConversationQuerySet(models.QuerySet):
         """Newest activity first; the pk breaks ties, so the order is total (for older_than)."""
         return self.order_by("-updated_at", "-pk")
 
-    def older_than(self, updated_at, pk: int) -> "ConversationQuerySet":
-        """The conversations after (updated_at, pk) in newest_first order: the next page of a
-        list whose last row was that one (a cursor, not an offset)."""
-        return self.filter(Q(updated_at__lt=updated_at) | Q(updated_at=updated_at, pk__lt=pk))
+    def older_than(self, at, pk: int, *, field: str = "updated_at") -> "ConversationQuerySet":
+        """The conversations after (at, pk) in a newest-first order by `field` then the pk
+        (newest_first's, or archived's): the next page of a list whose last row was that one (a
+        cursor, not an offset)."""
+        return self.filter(Q(**{f"{field}__lt": at}) | Q(**{field: at}, pk__lt=pk))
 
     def search(self, text: str, *, marks: tuple[str, str]) -> "ConversationQuerySet":
         """Conversations whose title or any message matches `text`, annotated with

@@ -35,6 +35,8 @@ from conversations.forms import (
     ArchiveForm,
     ConversationRenameForm,
     ConversationSearchForm,
+    ListCursor,
+    ListPlaceForm,
     EarlierMessagesForm,
     LookupsForm,
     MessageEditForm,
@@ -42,7 +44,6 @@ from conversations.forms import (
     PinForm,
     ReplyRegenerateForm,
     ShareForm,
-    SidebarCursor,
     SystemPromptForm,
     TitleWatchForm,
 )
@@ -570,7 +571,7 @@ class SidebarPage:
     rows: QuerySet
     current_id: UUID | None = None
     query: str = ""
-    after: SidebarCursor | None = None
+    after: ListCursor | None = None
 
     @classmethod
     def empty(cls, current_id: UUID | None) -> "SidebarPage":
@@ -592,12 +593,12 @@ class SidebarPage:
         if self.query:
             rows = rows.search(self.query, marks=marks)
         if self.after is not None:
-            rows = rows.older_than(self.after.updated_at, self.after.pk)
+            rows = rows.older_than(*self.after)
         items = list(rows.newest_first()[: SIDEBAR_PAGE_SIZE + 1])
         next_url = None
         if len(items) > SIDEBAR_PAGE_SIZE:
             items = items[:SIDEBAR_PAGE_SIZE]
-            params = {"cursor": str(SidebarCursor.after(items[-1])), **({"q": self.query} if self.query else {})}
+            params = {"cursor": str(ListCursor.after(items[-1], "updated_at")), **({"q": self.query} if self.query else {})}
             next_url = f"{reverse('conversations:list')}?{urlencode(params)}"
         if self.query:
             for item in items:
@@ -614,7 +615,7 @@ class SidebarPage:
 
 
 def _sidebar_page(
-    request: HttpRequest, *, current_id: UUID | None, query: str = "", after: SidebarCursor | None = None
+    request: HttpRequest, *, current_id: UUID | None, query: str = "", after: ListCursor | None = None
 ) -> SidebarPage:
     rows = (
         Conversation.objects.for_user(request.user).unarchived().with_reply_in_progress()
@@ -846,14 +847,29 @@ def _arranged(request: HttpRequest, conversation: Conversation) -> HttpResponse:
     })
 
 
+ARCHIVED_PAGE_SIZE = 50
+
+
 @require_GET
 def conversation_archived(request: HttpRequest) -> HttpResponse:
-    """The Archived page: the archived conversations, the last archived first, each to restore or delete."""
-    archived = Conversation.objects.for_user(request.user).archived().only("public_id", "title", "archived_at")
-    return render(request, "conversations/archived.html", {
-        "archived": archived,
-        "conversations": _sidebar_page(request, current_id=None),
-    })
+    """The Archived page: the archived conversations, the last archived first, each to restore or
+    delete, a page at a time. The page after ?cursor=: for htmx (scrolled to), its rows alone;
+    else the whole page, starting there (the "Older" link, without scripts)."""
+    form = ListPlaceForm(request.GET)
+    if not form.is_valid():
+        return HttpResponseBadRequest("Not a place in the list.")
+    rows = Conversation.objects.for_user(request.user).archived().only("public_id", "title", "archived_at")
+    if after := form.cleaned_data["cursor"]:
+        rows = rows.older_than(*after, field="archived_at")
+    archived = list(rows[: ARCHIVED_PAGE_SIZE + 1])
+    next_url = None
+    if len(archived) > ARCHIVED_PAGE_SIZE:
+        archived = archived[:ARCHIVED_PAGE_SIZE]
+        next_url = f"{reverse('conversations:archived')}?{urlencode({'cursor': ListCursor.after(archived[-1], 'archived_at')})}"
+    context = {"archived": archived, "next_url": next_url}
+    if request.htmx and after:
+        return render(request, "conversations/archived.html#archived-page", context)
+    return render(request, "conversations/archived.html", {**context, "conversations": _sidebar_page(request, current_id=None)})
 
 
 # Export: a conversation as Markdown or JSON, all of a user's as JSON ------------------------------

@@ -4,12 +4,14 @@ header's menu and unpin from the row, archive, the Archived page, restore and de
 from datetime import timedelta
 
 import pytest
+from django.urls import reverse
 from django.utils import timezone
 from playwright.sync_api import Page, expect
 
 from aimodels.tests.factories import AIModelFactory
 from conversations.models import Conversation
 from conversations.tests.factories import ConversationFactory
+from conversations.views import ARCHIVED_PAGE_SIZE
 from conversations.tests.test_browser import _orm_beside_playwright, browser_user, log_in  # noqa: F401 (fixtures)
 from conversations.tests.test_browser_sidebar import open_chat, row, watched  # noqa: F401 (fixtures)
 
@@ -113,6 +115,28 @@ def test_archive_leaves_the_sidebar_for_the_archived_page_and_restore_brings_it_
     assert not Conversation.objects.filter(pk=other.pk).exists()
     kept.refresh_from_db()
     assert kept.archived_at is None
+    assert page.problems == []
+
+
+def test_the_archived_page_loads_older_archived_conversations_as_it_is_scrolled(
+    watched: Page, asgi_server, browser_user, make
+):
+    page = watched
+    count = ARCHIVED_PAGE_SIZE + 5
+    now = timezone.now()
+    for n in range(count):
+        Conversation.objects.filter(pk=make(f"Archived {n}").pk).update(archived_at=now - timedelta(minutes=n))
+    log_in(page, asgi_server, browser_user)
+    page.goto(f"{asgi_server.url}{reverse('conversations:archived')}")
+    expect(page.locator("html[data-sidebar-ready]")).to_be_attached()
+    titles = page.get_by_role("list", name="Archived conversations").locator(".archived-item .item-title")
+    expect(titles).to_have_count(ARCHIVED_PAGE_SIZE)
+
+    page.locator(".archived-list li.more").scroll_into_view_if_needed()
+
+    expect(titles).to_have_count(count)
+    expect(titles.last).to_have_text(f"Archived {count - 1}")
+    expect(page.locator(".archived-list li.more")).to_have_count(0)
     assert page.problems == []
 
 

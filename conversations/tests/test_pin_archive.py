@@ -14,7 +14,7 @@ from aimodels.tests.factories import AIModelFactory
 from conversations.models import Conversation
 from conversations.tests.factories import ConversationFactory, MessageFactory
 from conversations.tests.test_sidebar import page_of, titles
-from conversations.views import SIDEBAR_PAGE_SIZE
+from conversations.views import ARCHIVED_PAGE_SIZE, SIDEBAR_PAGE_SIZE
 
 HTMX = {"HX-Request": "true"}
 
@@ -260,6 +260,54 @@ def test_the_archived_page_lists_title_date_restore_and_delete_the_last_archived
     assert [button.get_text() for button in rows[0].find_all("button")] == ["Restore", "Delete"]
     assert rows[0]["id"] == f"conversation-{newer.public_id}"  # a delete removes it as it does a sidebar row
     assert titles(page.find("nav", id="sidebar")) == ["Not archived"]
+
+
+def archived_titles(page) -> list[str]:
+    return [link.get_text() for link in page.select(".archived-item .item-title")]
+
+
+@pytest.mark.django_db
+def test_the_archived_page_shows_a_page_at_a_time_and_loads_the_next_when_scrolled_to(signed_in, make):
+    assert ARCHIVED_PAGE_SIZE == 50  # README: "50 at a time"
+    count = ARCHIVED_PAGE_SIZE + 7
+    for n in range(count):  # ten archived at the very same moment: the order holds by pk
+        make(f"Archived {n}", archived=max(n - 10, 0), minutes_ago=n)
+    make("Someone else's", owner=UserFactory(), archived=0)
+    make("Not archived")
+
+    first = page_of(signed_in.get(reverse("conversations:archived")))
+    seen, more = archived_titles(first), first.select_one(".archived-list li.more")
+    assert len(seen) == ARCHIVED_PAGE_SIZE
+    assert more["hx-trigger"] == "intersect once" and more.a["href"] == more["hx-get"]
+    response = signed_in.get(more["hx-get"], headers=HTMX)
+    rest = page_of(response)
+
+    assert "<html" not in response.content.decode()  # the next rows alone
+    seen += archived_titles(rest)
+    same_moment = sorted((f"Archived {n}" for n in range(11)), key=lambda title: -Conversation.objects.get(title=title).pk)
+    assert seen == same_moment + [f"Archived {n}" for n in range(11, count)]  # each once, the last archived first
+    assert rest.select_one("li.more") is None
+
+
+@pytest.mark.django_db
+def test_the_archived_pages_link_opens_the_whole_page_from_there_without_scripts(signed_in, make):
+    for n in range(ARCHIVED_PAGE_SIZE + 1):
+        make(f"Archived {n}", archived=n)
+    more = page_of(signed_in.get(reverse("conversations:archived"))).select_one("li.more")
+
+    page = page_of(signed_in.get(more.a["href"]))  # no HX-Request
+
+    assert archived_titles(page) == [f"Archived {ARCHIVED_PAGE_SIZE}"]
+    assert page.find("nav", id="sidebar") is not None
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("cursor", ["yesterday", "1-", f"{'9' * 18}-5"])
+def test_a_place_in_the_archived_list_that_is_not_one_is_refused(signed_in, cursor):
+    response = signed_in.get(reverse("conversations:archived"), {"cursor": cursor}, headers=HTMX)
+
+    assert response.status_code == 400
+    assert response.content.decode() == "Not a place in the list."
 
 
 @pytest.mark.django_db
