@@ -539,8 +539,13 @@ async def _step_run(
     room.fit(step)
 
 
+async def steps_html(steps: list[Step]) -> str:
+    """A reply's web lookups as its bubble shows them (chat.html#steps)."""
+    return await asyncio.to_thread(render_to_string, "conversations/chat.html#steps", {"steps": steps})
+
+
 async def _steps_changed(steps: list[Step]) -> StepsChanged:
-    return StepsChanged(await asyncio.to_thread(render_to_string, "conversations/chat.html#steps", {"steps": steps}))
+    return StepsChanged(await steps_html(steps))
 
 
 def _usage_added(usage: dict | None, more: dict | None) -> dict | None:

@@ -458,7 +458,9 @@ async def _written(reply: Message, *, after: int) -> AsyncIterator[str]:
     saved): followed on the relay when the relay carries it, else read from the database's
     checkpoints, and from the checkpoints too when the relay fails midway or stops carrying the
     reply before its end. A reply the relay comes to know while its checkpoints are read (its
-    writer, on another worker, opened it just after this page looked) is followed from then on."""
+    writer, on another worker, opened it just after this page looked) is followed from then on.
+    From the checkpoints, the page gets the text so far ("tail") and the web lookups ("steps")
+    whenever a checkpoint changes them."""
     may_follow = True
     relayed = after > 0  # the page shows events of the relay (a reconnect: up to `after`)
     while True:
@@ -478,7 +480,7 @@ async def _written(reply: Message, *, after: int) -> AsyncIterator[str]:
         if relayed:
             yield _RELAY_LEFT
             relayed = False
-        shown = None
+        shown, shown_steps = None, []
         async for _ in services.reply_settled(reply=reply):
             if reply.status == Message.Status.PENDING:  # its start failed (e.g. a busy database): again
                 await services.reply_start(reply_id=reply.pk)
@@ -486,10 +488,14 @@ async def _written(reply: Message, *, after: int) -> AsyncIterator[str]:
             if may_follow and await relay.knows(reply.pk):
                 after = 0  # the page shows checkpoints: the relay's events from the first
                 break
+            changed = reply.content != shown or reply.steps != shown_steps
+            if reply.steps != shown_steps:  # a checkpoint: the web lookups as they are
+                shown_steps = reply.steps
+                yield _sse("steps", await services.steps_html(reply.lookup_steps))
             if reply.content != shown:  # a checkpoint: the text so far
                 shown = reply.content
                 yield _sse("tail", _escaped(shown))
-            else:
+            if not changed:
                 yield ": still being written\n\n"
         else:
             return

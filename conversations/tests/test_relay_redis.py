@@ -380,8 +380,10 @@ async def test_a_worker_follows_more_replies_from_another_than_redis_pys_default
     """redis-py's pool allows 100 connections unless told otherwise, and a follower's XREAD holds
     one while it waits: the 101st page used to get 'Too many connections' (and the checkpoints)."""
     # Each XREAD waits for its event however slow the machine (after FOLLOW_CHECK_SECONDS without
-    # one, a follower looks at the reply's row: these replies have none, so it would stop there).
+    # one, a follower looks at the reply's row: these replies have none, so it would stop there),
+    # and 130 connections opened at once may take more than a second on a busy one.
     monkeypatch.setattr(relay_module, "FOLLOW_CHECK_SECONDS", 60)
+    monkeypatch.setattr(relay_module, "CONNECT_SECONDS", 60)
     pages = 130
     elsewhere = RedisRelay(redis_url)  # the pages' worker; the writers are on redis_relay's
     try:

@@ -565,6 +565,42 @@ async def test_a_reply_read_from_the_checkpoints_before_any_text_starts_with_an_
 @pytest.mark.asyncio
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.usefixtures("close_thread_connections")
+async def test_a_reply_read_from_the_checkpoints_shows_its_web_lookups_as_each_checkpoint_has_them(
+    client_in, pending_reply, monkeypatch
+):
+    from conversations.models import Step
+
+    searching = Step(kind="search", query="owls")
+    await Message.objects.filter(pk=pending_reply.pk).aupdate(steps=[searching.as_json()])
+    chunks = await another_workers_stream(client_in, pending_reply, "", monkeypatch)
+    assert (await anext(chunks)).startswith(b": stream open")
+
+    steps = page_of_html((await anext(chunks)).decode(), "steps")
+    assert steps.get_text(strip=True) == searching.headline  # "Searching the web for owls…"
+    assert (await anext(chunks)).decode() == "event: tail\ndata: \n\n"
+    found = Step(kind="search", query="owls", status="done", text="Owls hunt at night.")
+    await Message.objects.filter(pk=pending_reply.pk).aupdate(steps=[found.as_json()], content="Owls")
+
+    steps = page_of_html((await anext(chunks)).decode(), "steps")
+    assert steps.find("summary").get_text() == found.headline and "Owls hunt at night." in steps.get_text()
+    assert (await anext(chunks)).decode() == "event: tail\ndata: Owls\n\n"
+    await Message.objects.filter(pk=pending_reply.pk).aupdate(status=Message.Status.COMPLETE)
+    rest = [chunk.decode() async for chunk in chunks]
+    assert [chunk for chunk in rest if chunk.startswith("event:")][0].startswith("event: done\n")  # nothing changed since
+
+
+def page_of_html(chunk: str, event: str) -> BeautifulSoup:
+    """The HTML an event carries (one event per chunk)."""
+    from conversations.tests.test_relay import parse
+
+    [(name, data, _)] = parse(chunk)
+    assert name == event
+    return BeautifulSoup(data, "html.parser")
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("close_thread_connections")
 async def test_a_page_that_restarts_a_reply_follows_it_on_the_relay_from_its_first_event(
     client_in, pending_reply, fake_upstream, monkeypatch
 ):
