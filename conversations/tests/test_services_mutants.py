@@ -4,6 +4,7 @@ Against the real thing: the openai SDK over HTTP to the fake upstream, a real da
 
 import asyncio
 import logging
+import re
 import threading
 from datetime import timedelta
 from urllib.parse import urlsplit
@@ -711,6 +712,47 @@ async def test_a_reply_that_breaks_on_our_side_tells_the_user_to_try_again(turn,
     assert (saved.status, saved.error) == (
         Message.Status.FAILED, "Something went wrong on our side while asking for the reply. Try again."
     )
+
+
+async def test_a_message_too_long_for_the_model_tells_the_user_by_how_much(conversation, chat_model, fake_upstream):
+    await sync_to_async(MessageFactory)(conversation=conversation, content="A long paste", token_count=1_000_000)
+    reply = await sync_to_async(MessageFactory)(conversation=conversation, pending=True)
+    job, _ = await job_started(reply)
+
+    await asyncio.wait_for(job, 60)
+
+    saved = await reload(reply)
+    assert saved.status == Message.Status.FAILED
+    fits = re.fullmatch(
+        rf"The conversation no longer fits {re.escape(chat_model.name)}: the last message is 1,000,000 tokens "
+        r"and at most (\d{1,3}(?:,\d{3})*) fit\. Start a new conversation\.",
+        saved.error,
+    )
+    assert fits and 0 < int(fits[1].replace(",", "")) < chat_model.context_window
+    assert fake_upstream.chat_requests == []
+
+
+async def test_a_slow_lookup_the_model_called_is_checkpointed_so_the_reply_does_not_look_abandoned(
+    conversation, chat_model, fake_upstream, web, settings, monkeypatch
+):
+    chat_model.supports_tools = True
+    await sync_to_async(chat_model.save)()
+    monkeypatch.setattr(services, "CHECKPOINT_SECONDS", 0.05)
+    settings.SEARCH_URL = web.url("/gate/ddg/results?q={query}")  # answers once the test opens the gate
+    fake_upstream.script(FakeReply(tool_calls=[FakeToolCall("web_search", {"query": "owls"})]), FakeReply(text="Owls hunt."))
+    reply = await ask(conversation, "Tell me about owls")
+    job, claimed = await job_started(reply)
+    async with asyncio.timeout(60):
+        while not web.hits:  # the model's lookup has reached the server, which waits for the gate
+            await asyncio.sleep(0.01)
+    started = await reload(reply)
+
+    heartbeat = await reloaded_when(reply, lambda saved: saved.updated_at > started.updated_at)
+    assert heartbeat.status == Message.Status.STREAMING
+    assert [(s.via, s.status) for s in heartbeat.lookup_steps] == [("tool", "pending")]  # a checkpoint meanwhile
+    web.gate.set()
+    await asyncio.wait_for(job, 60)
+    assert (await reload(reply)).content == "Owls hunt."
 
 
 async def test_a_first_reply_that_fails_asks_for_no_title(turn, conversation, fake_upstream, settings):
