@@ -1,6 +1,8 @@
 """services.context_read reads a long conversation back, newest first, only as far as the model's
 window reaches, and chooses exactly what select_context chooses from the whole conversation."""
 
+import re
+
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -89,6 +91,29 @@ def test_a_long_conversation_is_read_back_only_as_far_as_the_window_reaches():
     # Two chunks, the count of the rest, the texts: not 50 chunks.
     assert len(read) == 4, read
     assert "COUNT(" in read[2].upper()
+    # The texts of the kept messages only, not of the whole conversation: from the first kept on.
+    first_kept = reply.conversation.messages.filter(pk__lt=reply.pk).order_by("-pk")[5]
+    assert re.findall(r'"id" >= (\d+)', read[3]) == [str(first_kept.pk)]
+
+
+def test_only_the_users_messages_and_usable_replies_are_sent():
+    conversation = ConversationFactory(system_prompt="", model__max_completion_tokens=COMPLETION)
+    MessageFactory(conversation=conversation, content="question", token_count=3)
+    MessageFactory(conversation=conversation, reply=True, content="answer", token_count=3)
+    MessageFactory(
+        conversation=conversation, role=Message.Role.SYSTEM, content="a note", status=Message.Status.COMPLETE, token_count=3
+    )
+    MessageFactory(conversation=conversation, content="again", token_count=3)
+    MessageFactory(conversation=conversation, reply=True, status=Message.Status.FAILED, content="failed", token_count=3)
+    MessageFactory(conversation=conversation, content="once more", token_count=3)
+    reply = Message.objects.select_related("conversation", "model").get(
+        pk=MessageFactory(conversation=conversation, pending=True).pk
+    )
+    reply.model.context_window = budget_window(500)
+
+    context = services.context_read(reply=reply, model=reply.model)
+
+    assert [m["content"] for m in context.messages] == ["question", "answer", "again", "once more"]
 
 
 def test_a_conversation_of_whole_chunks_that_fits_is_read_to_its_start():
