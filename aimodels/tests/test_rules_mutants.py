@@ -263,6 +263,17 @@ def test_making_a_model_the_default_moves_its_updated_at():
 
 
 @pytest.mark.django_db
+def test_saving_only_is_default_still_takes_the_default_from_the_other_model():
+    old, new = AIModelFactory(is_default=True), AIModelFactory()
+    new.is_default = True
+    new.save(update_fields=["is_default"])
+
+    old.refresh_from_db()
+    assert not old.is_default
+    assert list(AIModel.objects.filter(is_default=True)) == [new]
+
+
+@pytest.mark.django_db
 def test_making_a_model_the_default_refreshes_only_the_fields_it_wrote():
     model = AIModelFactory(description="Saved.")
     model.description = "Typed, not saved yet."
