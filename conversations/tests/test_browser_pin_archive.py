@@ -119,7 +119,7 @@ def test_archive_leaves_the_sidebar_for_the_archived_page_and_restore_brings_it_
 
 
 def test_the_archived_page_loads_older_archived_conversations_as_it_is_scrolled(
-    watched: Page, asgi_server, browser_user, make
+    watched: Page, asgi_server, browser_user, make, tmp_path
 ):
     page = watched
     count = ARCHIVED_PAGE_SIZE + 5
@@ -136,6 +136,7 @@ def test_the_archived_page_loads_older_archived_conversations_as_it_is_scrolled(
 
     expect(titles).to_have_count(count)
     expect(titles.last).to_have_text(f"Archived {count - 1}")
+    page.screenshot(path=str(tmp_path / "archived-scrolled.png"))
     expect(page.locator(".archived-list li.more")).to_have_count(0)
     assert page.problems == []
 
