@@ -568,6 +568,8 @@ async def test_a_reply_read_from_the_checkpoints_before_any_text_starts_with_an_
 async def test_a_reply_read_from_the_checkpoints_shows_its_web_lookups_as_each_checkpoint_has_them(
     client_in, pending_reply, monkeypatch
 ):
+    import asyncio
+
     from conversations.models import Step
 
     searching = Step(kind="search", query="owls")
@@ -578,15 +580,18 @@ async def test_a_reply_read_from_the_checkpoints_shows_its_web_lookups_as_each_c
     steps = page_of_html((await anext(chunks)).decode(), "steps")
     assert steps.get_text(strip=True) == searching.headline  # "Searching the web for owls…"
     assert (await anext(chunks)).decode() == "event: tail\ndata: \n\n"
+    # The next look finds nothing new: a comment line, not the lookups again.
+    assert (await asyncio.wait_for(anext(chunks), 60)).decode() == ": still being written\n\n"
     found = Step(kind="search", query="owls", status="done", text="Owls hunt at night.")
     await Message.objects.filter(pk=pending_reply.pk).aupdate(steps=[found.as_json()], content="Owls")
 
     steps = page_of_html((await anext(chunks)).decode(), "steps")
     assert steps.find("summary").get_text() == found.headline and "Owls hunt at night." in steps.get_text()
     assert (await anext(chunks)).decode() == "event: tail\ndata: Owls\n\n"
+    await Message.objects.filter(pk=pending_reply.pk).aupdate(content="Owls hunt")  # the text alone
+    assert (await anext(chunks)).decode() == "event: tail\ndata: Owls hunt\n\n"
     await Message.objects.filter(pk=pending_reply.pk).aupdate(status=Message.Status.COMPLETE)
-    rest = [chunk.decode() async for chunk in chunks]
-    assert [chunk for chunk in rest if chunk.startswith("event:")][0].startswith("event: done\n")  # nothing changed since
+    assert (await anext(chunks)).startswith(b"event: done\n")  # nothing more from that look
 
 
 def page_of_html(chunk: str, event: str) -> BeautifulSoup:
