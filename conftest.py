@@ -79,6 +79,15 @@ def staff_user(db):
     return UserFactory(staff=True)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _browser_waits_are_generous():
+    """A browser test's expect() waits up to 30 s for its state (Playwright's default is 5 s):
+    CI shares two cores with everything else, and a state that comes late is not a failure."""
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=30_000)
+
+
 @pytest.fixture(scope="session")
 def browser_type_launch_args(browser_type_launch_args):
     # Debian's Chromium (Playwright cannot download its own browser here), quiet on a closed network.

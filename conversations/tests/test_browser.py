@@ -77,7 +77,7 @@ def test_send_and_watch_the_reply_stream_in(
     upstream_gate.set()  # the rest of the reply
 
     final = page.locator("article.bubble.assistant.status-complete")
-    expect(final).to_be_visible(timeout=15_000)
+    expect(final).to_be_visible()
     expect(final.locator("pre.highlight span.k", has_text="def")).to_be_visible()
     expect(final.locator("strong")).to_have_text("greeting")
     expect(final).to_contain_text("<img src=x onerror=alert(1)>")
@@ -106,13 +106,13 @@ def test_stop_then_retry_in_the_browser(page: Page, asgi_server, browser_user, c
     page.get_by_role("button", name="Stop").click()
 
     stopped = page.locator("article.bubble.assistant.status-interrupted")
-    expect(stopped).to_be_visible(timeout=10_000)
+    expect(stopped).to_be_visible()
     expect(stopped.locator(".note.stopped")).to_have_text("Stopped.")
     expect(stopped).to_contain_text("word0 word1 word2 word3")
 
     stopped.get_by_role("button", name="Retry").click()
     final = page.locator("article.bubble.assistant.status-complete")
-    expect(final.locator("strong")).to_have_text("answer", timeout=10_000)
+    expect(final.locator("strong")).to_have_text("answer")
     expect(page.locator("article.bubble")).to_have_count(2)
 
 
@@ -233,6 +233,6 @@ def test_the_note_that_a_reply_is_being_written_goes_when_it_ends(page: Page, as
 
     page.keyboard.press("Escape")
 
-    expect(page.locator("article.bubble.assistant.status-interrupted")).to_be_visible(timeout=10_000)
+    expect(page.locator("article.bubble.assistant.status-interrupted")).to_be_visible()
     expect(note).to_have_count(0)
     expect(box).to_have_value("another")

@@ -37,7 +37,7 @@ def test_a_reload_mid_reply_shows_the_text_so_far_then_the_rest(
     page.screenshot(path=str(SCREENS / "reload-mid-reply.png"))
     upstream_gate.set()  # the rest
     final = page.locator("article.bubble.assistant.status-complete .content.markdown")
-    expect(final).to_have_text(f"First, the plan.\n{WORDS}", timeout=30_000)
+    expect(final).to_have_text(f"First, the plan.\n{WORDS}")
     assert len(fake_upstream.chat_requests) == 1
 
 
@@ -57,7 +57,7 @@ def test_a_closed_page_does_not_end_the_reply(
     upstream_gate.set()  # the rest, written with no page open
     other.goto(url)
 
-    expect(other.locator("article.bubble.assistant.status-complete .content.markdown")).to_have_text(WORDS, timeout=30_000)
+    expect(other.locator("article.bubble.assistant.status-complete .content.markdown")).to_have_text(WORDS)
     reply.refresh_from_db()
     assert (reply.status, reply.content) == (Message.Status.COMPLETE, WORDS)
     assert len(fake_upstream.chat_requests) == 1
@@ -78,7 +78,7 @@ def test_two_tabs_show_the_reply_live_and_either_can_stop_it(
 
     for tab in (page, second):
         stopped = tab.locator("article.bubble.assistant.status-interrupted")
-        expect(stopped.locator(".note.stopped")).to_have_text("Stopped.", timeout=15_000)
+        expect(stopped.locator(".note.stopped")).to_have_text("Stopped.")
     kept = Message.objects.get(role="assistant").content
     assert kept.startswith("w0 w1 w2") and kept != WORDS
     for tab in (page, second):

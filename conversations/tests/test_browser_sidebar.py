@@ -272,5 +272,5 @@ def test_escape_closes_a_rename_or_the_drawer_before_it_stops_a_reply(
     expect(stop).to_be_visible()  # the reply is still being written
 
     page.keyboard.press("Escape")  # nothing else open: now Esc stops the reply
-    expect(page.locator("article.bubble.assistant.status-interrupted")).to_be_visible(timeout=10_000)
+    expect(page.locator("article.bubble.assistant.status-interrupted")).to_be_visible()
     assert page.problems == []

@@ -48,8 +48,8 @@ def test_the_generated_title_replaces_the_first_words_without_a_reload(
     expect(page.locator("article.bubble.assistant .stream .content.plain")).to_contain_text("Day one")
     expect(header).to_have_text(QUESTION)  # the first words, while the reply is written
     upstream_gate.set()  # the rest of the reply
-    expect(page.locator("article.bubble.assistant.status-complete")).to_be_visible(timeout=15_000)
-    expect(header).to_have_text("Three Days in Paris", timeout=15_000)
+    expect(page.locator("article.bubble.assistant.status-complete")).to_be_visible()
+    expect(header).to_have_text("Three Days in Paris")
     expect(rows).to_have_text(["Three Days in Paris"])
     expect(page).to_have_title("Three Days in Paris · chatter")
     assert page.evaluate("window.sameDocument") is True

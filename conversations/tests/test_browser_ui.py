@@ -96,7 +96,7 @@ def test_copied_is_shown_and_announced_then_the_button_is_back(
 
     expect(button).to_have_text("Copied")
     expect(page.get_by_role("status").filter(has_text="Reply copied to the clipboard.")).to_be_attached()
-    expect(button).to_have_text("Copy", timeout=10_000)  # after its 2 seconds
+    expect(button).to_have_text("Copy")  # after its 2 seconds
     expect(page.locator("#copy-status")).to_have_text("")
 
 
@@ -259,7 +259,7 @@ def test_the_list_goes_to_the_end_when_the_reply_ends(
         "stops": "article.bubble.assistant .note.stopped",
         "fails": "article.bubble.assistant .problem",
     }[ending]
-    expect(page.locator(ended)).to_be_visible(timeout=30_000)
+    expect(page.locator(ended)).to_be_visible()
 
     page.wait_for_function(AT_END)
     expect(page.get_by_role("button", name="Jump to newest")).to_be_hidden()
