@@ -1,0 +1,161 @@
+"""Web lookups (conversations/lookups.py) under mutation testing (make mutants, docs/mutants.md,
+docs/mutants-lookups.md): each test here fails on a mutant that the rest of the suite let survive.
+Against the real thing, as test_lookups.py: its local HTTP server (lookup_server.py) and its saved
+samples, with answers edited where a test needs one the samples do not hold."""
+
+import json
+from collections.abc import Callable
+
+import pytest
+
+from conversations.lookups import lookup_search, lookup_weather
+from conversations.tests.lookup_server import PAGES
+from conversations.tests.test_lookups import failure, server  # noqa: F401 - the fixture
+
+
+def search_page(*blocks: str) -> bytes:
+    """A results page in DuckDuckGo's markup (ddg_results.html's classes), of `blocks`."""
+    return f'<html><body><div id="links" class="results">{"".join(blocks)}</div></body></html>'.encode()
+
+
+def result_block(href: str, title: str, snippet: str | None = "") -> str:
+    """A result; without a snippet element when `snippet` is None."""
+    snippet_link = "" if snippet is None else f'<a class="result__snippet" href="{href}">{snippet}</a>'
+    return (
+        f'<div class="result results_links web-result"><h2 class="result__title">'
+        f'<a rel="nofollow" class="result__a" href="{href}">{title}</a></h2>{snippet_link}</div>'
+    )
+
+
+def search_served(server, settings, page: bytes) -> None:
+    settings.SEARCH_URL = server.serve("/ddg/edited", page, "text/html; charset=utf-8") + "?q={query}"
+
+
+# _search_results: the organic results of DuckDuckGo's page --------------------------------------
+
+
+def test_search_block_without_a_result_link_is_passed_over(server, settings):
+    # DuckDuckGo puts other div.result blocks among the results (a notice, related searches).
+    search_served(server, settings, search_page(
+        '<div class="result"><p>Including results for cgb awxp</p></div>',
+        result_block("https://example.com/a", "First"),
+        result_block("https://example.org/b", "Second"),
+    ))
+    assert [source.url for source in lookup_search(query="cgb").sources] == [
+        "https://example.com/a", "https://example.org/b",
+    ]
+
+
+def test_search_result_met_twice_is_listed_once(server, settings):
+    search_served(server, settings, search_page(
+        result_block("https://example.com/a", "First", "One"),
+        result_block("https://example.com/a", "First again", "Two"),
+        result_block("https://example.org/b", "Second", "Three"),
+    ))
+    result = lookup_search(query="cgb")
+    assert [(source.title, source.url) for source in result.sources] == [
+        ("First", "https://example.com/a"), ("Second", "https://example.org/b"),
+    ]
+    assert result.text == "1. First\nhttps://example.com/a\nOne\n\n2. Second\nhttps://example.org/b\nThree"
+
+
+def test_search_result_without_a_snippet_is_its_title_and_link(server, settings):
+    search_served(server, settings, search_page(
+        result_block("https://example.com/a", "First", None),
+        result_block("https://example.org/b", "Second", "Three"),
+    ))
+    result = lookup_search(query="cgb")
+    assert result.text == "1. First\nhttps://example.com/a\n\n2. Second\nhttps://example.org/b\nThree"
+
+
+# _result_target and _duckduckgo: where a result's link leads ------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("href", "target"),
+    [
+        ("//example.com/page?a=1", "https://example.com/page?a=1"),  # protocol-relative, not DuckDuckGo's
+        ("https://example.com/l/page", "https://example.com/l/page"),  # /l/ of another site is no redirect
+        ("//html.duckduckgo.com/l/?uddg=https%3A%2F%2Fexample.com%2Fx", "https://example.com/x"),  # a subdomain's
+        ("https://help.duckduckgo.com/privacy", None),  # a page of DuckDuckGo's own, on a subdomain
+        ("https://[example.com/broken", None),  # not a URL (urlsplit refuses it)
+    ],
+)
+def test_search_result_link_leads_to_its_target(server, settings, href, target):
+    search_served(server, settings, search_page(
+        result_block(href, "Case"), result_block("https://example.net/last", "Last"),
+    ))
+    urls = [source.url for source in lookup_search(query="cgb").sources]
+    assert urls == ([target] if target else []) + ["https://example.net/last"]
+
+
+# _weather: wttr.in's answer, or why there is none -----------------------------------------------
+
+
+def weather_served(server, settings, body: bytes) -> None:
+    settings.WEATHER_URL = server.serve("/wttr-edited", body, "application/json") + "?q={place}"
+
+
+def wttr(edit: Callable[[dict], object]) -> bytes:
+    """wttr_j1.json (Heideck's weather) changed by `edit`."""
+    data = json.loads((PAGES / "wttr_j1.json").read_text())
+    edit(data)
+    return json.dumps(data).encode()
+
+
+def test_weather_answer_that_is_not_json_says_so(server, settings):
+    settings.WEATHER_URL = server.url("/pages/article.html?{place}")
+    failed = failure(lambda: lookup_weather(place="Heideck"))
+    assert (failed.kind, failed.message) == (
+        "unparsable", "The weather service answered with something chatter cannot read.",
+    )
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"[]",
+        b'"Sunny"',
+        b"null",
+        # World Weather Online's error, passed on with the weather of some place it picked.
+        wttr(lambda data: data.update(data={"error": [{"msg": "Unable to find any matching weather location"}]})),
+    ],
+)
+def test_weather_json_that_is_no_weather_is_none_found(server, settings, body):
+    weather_served(server, settings, body)
+    failed = failure(lambda: lookup_weather(place="Atlantis"))
+    assert (failed.kind, failed.message) == ("no_results", "No weather found for “Atlantis”.")
+
+
+# _weather_text: the weather in words, from what wttr.in's answer holds ----------------------------
+
+NOW = "Now: Overcast, 9 °C (feels like 8 °C), humidity 58%, wind 8 km/h SW."
+DAYS = "2026-04-03: 1 to 11 °C\n2026-04-04: 6 to 9 °C\n2026-04-05: 5 to 19 °C"
+
+
+def area(edit: Callable[[dict], object]) -> Callable[[dict], object]:
+    return lambda data: edit(data["nearest_area"][0])
+
+
+@pytest.mark.parametrize(
+    ("edit", "text", "title"),
+    [
+        (area(lambda place: place.pop("region")), f"Weather in Heideck, Germany:\n{NOW}\n{DAYS}",
+         "Weather in Heideck, Germany"),
+        (area(lambda place: place.update(region=[])), f"Weather in Heideck, Germany:\n{NOW}\n{DAYS}",
+         "Weather in Heideck, Germany"),
+        (area(lambda place: place.update(region=["Bayern"])), f"Weather in Heideck, Germany:\n{NOW}\n{DAYS}",
+         "Weather in Heideck, Germany"),
+        (lambda data: data.pop("nearest_area"), f"Weather:\n{NOW}\n{DAYS}", "Weather"),
+        (lambda data: data["current_condition"][0].pop("winddir16Point"),
+         f"Weather in Heideck, Bayern, Germany:\n{NOW.removesuffix(' SW.')}.\n{DAYS}", "Weather in Heideck, Bayern, Germany"),
+        (lambda data: data.update(weather=[{**data["weather"][0], "date": ""}, "2026-04-04", data["weather"][2]]),
+         f"Weather in Heideck, Bayern, Germany:\n{NOW}\n2026-04-05: 5 to 19 °C", "Weather in Heideck, Bayern, Germany"),
+    ],
+    ids=["no-region", "empty-region", "region-not-an-object", "no-area", "no-wind-direction", "days-without-date"],
+)
+def test_weather_reads_what_there_is_of_an_answer_with_parts_missing(server, settings, edit, text, title):
+    weather_served(server, settings, wttr(edit))
+    result = lookup_weather(place="Heideck")
+    assert result.text == text
+    assert [source.title for source in result.sources] == [title]
