@@ -68,6 +68,22 @@ def test_search_result_without_a_snippet_is_its_title_and_link(server, settings)
     assert result.text == "1. First\nhttps://example.com/a\n\n2. Second\nhttps://example.org/b\nThree"
 
 
+@pytest.mark.parametrize(
+    "marker",
+    [
+        '<div class="anomaly-modal__modal"><p>Unfortunately, bots use DuckDuckGo too.</p></div>',
+        '<form id="challenge-form" action="/anomaly.js" method="post"><input type="submit"></form>',
+        '<form class="challenge-form" action="/anomaly.js" method="post"><input type="submit"></form>',
+    ],
+)
+def test_search_refused_by_a_bot_challenge_says_so_whichever_of_its_marks_it_has(server, settings, marker):
+    search_served(server, settings, search_page(marker))
+    failed = failure(lambda: lookup_search(query="cats"))
+    assert (failed.kind, failed.message) == (
+        "blocked", "The web search refused to answer now (it asked to prove this is not a bot).",
+    )
+
+
 # _result_target and _duckduckgo: where a result's link leads ------------------------------------
 
 
