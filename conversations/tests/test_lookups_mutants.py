@@ -7,8 +7,17 @@ import json
 from collections.abc import Callable
 
 import pytest
+from django.core.exceptions import ValidationError
 
-from conversations.lookups import lookup_search, lookup_weather
+from conversations.lookups import (
+    LookupKind,
+    LookupRequest,
+    lookup_checked,
+    lookup_page,
+    lookup_requested,
+    lookup_search,
+    lookup_weather,
+)
 from conversations.tests.lookup_server import PAGES
 from conversations.tests.test_lookups import failure, server  # noqa: F401 - the fixture
 
@@ -29,6 +38,61 @@ def result_block(href: str, title: str, snippet: str | None = "") -> str:
 
 def search_served(server, settings, page: bytes) -> None:
     settings.SEARCH_URL = server.serve("/ddg/edited", page, "text/html; charset=utf-8") + "?q={query}"
+
+
+# lookup_requested: the lookup a message asks for ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "asked"),
+    [
+        ("summarize https://example.com/a ?", LookupRequest(LookupKind.PAGE, "https://example.com/a")),
+        ("https://example.com/page ??", LookupRequest(LookupKind.PAGE, "https://example.com/page")),
+        ("search for SpaceX?", LookupRequest(LookupKind.SEARCH, "SpaceX")),
+        ("weather in Xanthi X??", LookupRequest(LookupKind.WEATHER, "Xanthi X")),
+    ],
+)
+def test_question_marks_and_spaces_after_a_trigger_are_not_part_of_it(text, asked):
+    assert lookup_requested(text) == asked
+
+
+def test_summary_of_a_page_other_than_http_is_refused_in_words_and_code():
+    with pytest.raises(ValidationError) as caught:
+        lookup_requested("summarize ftp://example.com/file")
+    assert (caught.value.code, caught.value.messages) == ("scheme", ["Only http and https pages can be summarized."])
+
+
+# lookup_checked, _controls_check, _url_check: why a lookup cannot be made -------------------------
+
+
+@pytest.mark.parametrize(
+    ("kind", "query", "code", "message"),
+    [
+        ("search", " ", "empty", "A web search cannot be empty."),
+        ("weather", "", "empty", "A place name cannot be empty."),
+        ("search", "x" * 201, "too_long", "A web search is at most 200 characters; this one is 201."),
+        ("weather", "é" * 1234, "too_long", "A place name is at most 200 characters; this one is 1,234."),
+        ("search", "cats\x07", "control", "A web search cannot contain control characters (tabs, line breaks…)."),
+        ("weather", "Par\tis", "control", "A place name cannot contain control characters (tabs, line breaks…)."),
+        ("search", "evil\u202egnp.exe", "bidi", "A web search cannot contain characters that change the direction of text."),
+        ("weather", "Par\u2066is", "bidi", "A place name cannot contain characters that change the direction of text."),
+        ("page", "https://example.com/" + "a" * 1990, "too_long",
+         "A web address is at most 2,000 characters; this one is 2,010."),
+        ("page", "https://exa\nmple.com/", "control",
+         "A web address cannot contain control characters (tabs, line breaks…)."),
+        ("page", "https://exa\u202emple.com/", "bidi",
+         "A web address cannot contain characters that change the direction of text."),
+        ("page", "https://[::1", "invalid", "That web address is not valid."),
+        ("page", "https://example.com:99999/", "invalid", "That web address is not valid."),
+        ("page", "file:///etc/passwd", "scheme", "Only http and https pages can be summarized."),
+        ("page", "https://", "invalid", "That web address is not valid."),
+        ("page", "https://exa mple.com/", "invalid", "That web address is not valid."),
+    ],
+)
+def test_lookup_that_cannot_be_made_is_refused_in_words_and_code(kind, query, code, message):
+    with pytest.raises(ValidationError) as caught:
+        lookup_checked(kind=kind, query=query)
+    assert (caught.value.code, caught.value.messages) == (code, [message])
 
 
 # _search_results: the organic results of DuckDuckGo's page --------------------------------------
@@ -175,3 +239,14 @@ def test_weather_reads_what_there_is_of_an_answer_with_parts_missing(server, set
     result = lookup_weather(place="Heideck")
     assert result.text == text
     assert [source.title for source in result.sources] == [title]
+
+
+# _page_text: a page's title and readable text ----------------------------------------------------
+
+
+def test_page_with_nul_characters_reads_as_if_they_were_not_there(server):
+    # NUL marks a line break while the text is collected: the page's own are dropped first.
+    url = server.serve("/nul", "<html><head><title>Ti\x00tle</title></head><body><p>One\x00Two</p><p>Three</p>"
+                       "</body></html>".encode(), "text/html; charset=utf-8")
+    result = lookup_page(url=url)
+    assert result.text == "Title\n\nOneTwo\nThree"
