@@ -3,12 +3,14 @@ docs/mutants-lookups.md): each test here fails on a mutant that the rest of the 
 Against the real thing, as test_lookups.py: its local HTTP server (lookup_server.py) and its saved
 samples, with answers edited where a test needs one the samples do not hold."""
 
+import ipaddress
 import json
 from collections.abc import Callable
 
 import pytest
-from django.core.exceptions import ValidationError
+from django.core.exceptions import ImproperlyConfigured, ValidationError
 
+from conversations import lookups
 from conversations.lookups import (
     LookupKind,
     LookupRequest,
@@ -250,3 +252,44 @@ def test_page_with_nul_characters_reads_as_if_they_were_not_there(server):
                        "</body></html>".encode(), "text/html; charset=utf-8")
     result = lookup_page(url=url)
     assert result.text == "Title\n\nOneTwo\nThree"
+
+
+def test_text_after_a_block_inside_another_starts_a_line_of_its_own(server):
+    url = server.serve("/nested", b"<html><body><div>Before<p>Inside</p>After</div>Outside</body></html>",
+                       "text/html; charset=utf-8")
+    assert lookup_page(url=url).text == "Before\nInside\nAfter\nOutside"
+
+
+# _allowed_networks: the operator's LOOKUP_ALLOWED_NETWORKS -----------------------------------------
+
+
+def test_allowed_network_written_with_its_host_bits_set_is_its_network(server, settings):
+    settings.LOOKUP_ALLOWED_NETWORKS = [" 127.0.0.9/24 "]  # 127.0.0.0/24, which holds the server's 127.0.0.2
+    assert lookup_page(url=server.url("/pages/article.html")).text
+    assert server.paths() == ["/pages/article.html"]
+
+
+def test_allowed_network_that_is_none_is_a_configuration_error_naming_the_setting(server, settings):
+    settings.LOOKUP_ALLOWED_NETWORKS = ["intranet"]
+    with pytest.raises(ImproperlyConfigured) as caught:
+        lookup_page(url=server.url("/pages/article.html"))
+    assert str(caught.value).startswith("LOOKUP_ALLOWED_NETWORKS: ")
+    assert "'intranet'" in str(caught.value)
+    assert server.hits == []
+
+
+# _address_allowed: which addresses a lookup may connect to ----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("address", "allowed"),
+    [
+        ("93.184.216.34", True),  # public IPv4
+        ("2606:4700:4700::1111", True),  # public IPv6, whose last 32 bits read as IPv4 would be 0.0.17.17
+        ("fec0::1", False),  # site-local (deprecated), which ipaddress counts as global
+        ("::808:808", False),  # IPv4-compatible (deprecated, reserved), which ipaddress counts as global
+        ("2001:0:4136:e378:8000:63bf:3fff:fdd2", False),  # Teredo, carrying 65.54.227.120 and 192.0.2.45
+    ],
+)
+def test_address_is_allowed_when_public_only(address, allowed):
+    assert lookups._address_allowed(ipaddress.ip_address(address), []) is allowed
