@@ -5,6 +5,7 @@ samples, with answers edited where a test needs one the samples do not hold."""
 
 import ipaddress
 import json
+import warnings
 from collections.abc import Callable
 
 import pytest
@@ -258,6 +259,62 @@ def test_text_after_a_block_inside_another_starts_a_line_of_its_own(server):
     url = server.serve("/nested", b"<html><body><div>Before<p>Inside</p>After</div>Outside</body></html>",
                        "text/html; charset=utf-8")
     assert lookup_page(url=url).text == "Before\nInside\nAfter\nOutside"
+
+
+def test_element_typed_hidden_that_is_no_input_is_read(server):
+    # type="hidden" hides an <input> only; browsers show any other element that has it.
+    url = server.serve("/typed", b'<html><body><p type="hidden">Shown</p><span type="HIDDEN">Also shown</span>'
+                       b"</body></html>", "text/html; charset=utf-8")
+    assert lookup_page(url=url).text == "Shown\nAlso shown"
+
+
+# _soup: the HTML parsed --------------------------------------------------------------------------
+
+
+def test_page_is_parsed_by_the_parser_named_without_a_warning(server):
+    # Without a parser named, BeautifulSoup picks the best one installed (lxml, html5lib…) and warns.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert lookup_page(url=server.url("/pages/article.html")).text
+    assert [str(warning.message) for warning in caught] == []
+
+
+def test_page_that_html_parser_rejects_says_so(server):
+    url = server.serve("/rejected", b"<html><body><p>Text</p><![ ]]></body></html>", "text/html; charset=utf-8")
+    failed = failure(lambda: lookup_page(url=url))
+    assert (failed.kind, failed.message) == ("unparsable", "The page's HTML is too broken to read.")
+
+
+# _cut: the text for the model, in at most RESULT_CHARACTERS (4,000) ---------------------------------
+
+
+def test_text_of_exactly_result_characters_is_not_cut():
+    text = "word " * 799 + "last!"
+    assert len(text) == lookups.RESULT_CHARACTERS == 4_000
+    assert lookups._cut(text) == text
+
+
+@pytest.mark.parametrize(
+    ("text", "cut"),
+    [
+        # A word that ends at the 3,999th character is kept whole: the "…" is the 4,000th.
+        ("x" * 3000 + " " + "y" * 998 + " " + "z" * 600, "x" * 3000 + " " + "y" * 998 + "…"),
+        # A word that goes past it is left out: the text is cut at the last space or line break before it.
+        ("x" * 3000 + " " + "y" * 999 + "z" * 600, "x" * 3000 + "…"),
+        ("x" * 2500 + " " + "x" * 499 + " " + "y" * 1500, "x" * 2500 + " " + "x" * 499 + "…"),
+        ("x" * 2500 + "\n" + "x" * 499 + "\n" + "y" * 1500, "x" * 2500 + "\n" + "x" * 499 + "…"),
+        # Spaces before the cut are not kept.
+        ("x" * 3000 + " " + "y" * 997 + "  " + "z" * 600, "x" * 3000 + " " + "y" * 997 + "…"),
+        # A word longer than half the room (its space at 2,000 or before) is cut where the room ends.
+        ("x" * 2000 + " " + "y" * 2500, "x" * 2000 + " " + "y" * 1998 + "…"),
+        ("x" * 1500 + " " + "y" * 3000, "x" * 1500 + " " + "y" * 2498 + "…"),
+    ],
+    ids=["word-ending-at-the-limit", "word-across-the-limit", "last-space", "last-line-break", "spaces-before-the-cut",
+         "space-at-half", "long-word"],
+)
+def test_long_text_is_cut_at_a_word_with_an_ellipsis(text, cut):
+    assert lookups._cut(text) == cut
+    assert len(cut) <= lookups.RESULT_CHARACTERS
 
 
 # _allowed_networks: the operator's LOOKUP_ALLOWED_NETWORKS -----------------------------------------
