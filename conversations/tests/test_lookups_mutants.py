@@ -350,3 +350,16 @@ def test_allowed_network_that_is_none_is_a_configuration_error_naming_the_settin
 )
 def test_address_is_allowed_when_public_only(address, allowed):
     assert lookups._address_allowed(ipaddress.ip_address(address), []) is allowed
+
+
+# _chunks: the body read within BODY_SECONDS ---------------------------------------------------------
+
+
+def test_server_that_stops_sending_its_body_is_cut_off_when_the_body_time_is_up(server, monkeypatch):
+    # Every wait for the socket is cut to what is left of BODY_SECONDS. Silence alone would be
+    # allowed for READ_TIMEOUT, here longer than the server's stall (WAIT_SECONDS, 60 s): a fetch
+    # that waited for it would end with the server breaking off instead.
+    monkeypatch.setattr(lookups, "BODY_SECONDS", 0.5)
+    monkeypatch.setattr(lookups, "READ_TIMEOUT", 120.0)
+    failed = failure(lambda: lookup_page(url=server.url("/stall-body")))
+    assert (failed.kind, failed.message) == ("timeout", "The page took more than 0.5 seconds to arrive.")
