@@ -363,3 +363,42 @@ def test_server_that_stops_sending_its_body_is_cut_off_when_the_body_time_is_up(
     monkeypatch.setattr(lookups, "READ_TIMEOUT", 120.0)
     failed = failure(lambda: lookup_page(url=server.url("/stall-body")))
     assert (failed.kind, failed.message) == ("timeout", "The page took more than 0.5 seconds to arrive.")
+
+
+# _body: at most MAX_BYTES (2 MB) --------------------------------------------------------------------
+
+
+def test_body_of_exactly_two_megabytes_is_read(server):
+    url = server.serve("/two-megabytes", b"a" * lookups.MAX_BYTES, "text/plain; charset=utf-8")
+    assert lookup_page(url=url).text == "a" * 3_999 + "…"
+
+
+# _seconds: a time in the words of a message -------------------------------------------------------
+
+
+@pytest.mark.parametrize(("seconds", "words"), [(1, "1 second"), (1.0, "1 second"), (2, "2 seconds"),
+                                                (0.5, "0.5 seconds"), (10.0, "10 seconds")])
+def test_time_in_words(seconds, words):
+    assert lookups._seconds(seconds) == words
+
+
+# _decoded: the body as text ------------------------------------------------------------------------
+
+META_PAST_4096 = b'<html><head><!--' + b"x" * 4057 + b'--><meta charset="cp1252"></head><body><p>Caf\xe9</p></body></html>'
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body", "text"),
+    [
+        # A byte its charset lacks (0x81 in windows-1252) is replaced; the rest is read in that charset.
+        ("text/html; charset=windows-1252", b"<p>Caf\xe9 \x81 cr\xe8me</p>", "Café \ufffd crème"),
+        # A charset Python does not know, in the header: the meta tag's is next.
+        ("text/html; charset=x-nonsense", b'<html><head><meta charset="iso-8859-1"></head><body><p>Caf\xe9</p>'
+                                          b"</body></html>", "Café"),
+        # A meta tag is looked for in the first 4,096 bytes only: there the charset reads "cp125".
+        ("text/html", META_PAST_4096, "Caf\ufffd"),
+    ],
+    ids=["byte-the-charset-lacks", "unknown-header-charset", "meta-past-4096-bytes"],
+)
+def test_page_is_decoded_in_the_charset_it_declares(server, content_type, body, text):
+    assert lookup_page(url=server.serve("/charset", body, content_type)).text == text
