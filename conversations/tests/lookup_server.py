@@ -24,6 +24,8 @@ Paths (query strings in brackets):
     /huge/lying                      Content-Length: 100, then 3 MB
     /gzip/bomb                       a few KB of gzip that inflate to 8 MB
     /gzip/page                       the article, gzip-encoded
+    /gzip/broken                     a body said to be gzip that is not
+    /broken-off                      Content-Length: 1000, then a few bytes and the connection closed
     /type/<a>/<b>                    bytes typed a/b (/type/none: no Content-Type)
     /status/<code>                   that status, with a short HTML body
     /long-text                       text/plain of 20,000 words
@@ -205,6 +207,11 @@ class _Handler(BaseHTTPRequestHandler):
             case ["gzip", "page"]:
                 self._send(200, gzip.compress((PAGES / "article.html").read_bytes()), TYPES[".html"],
                            headers={"Content-Encoding": "gzip"})
+            case ["gzip", "broken"]:
+                self._send(200, b"<p>not gzip at all</p>", TYPES[".html"], headers={"Content-Encoding": "gzip"})
+            case ["broken-off"]:
+                self._head(200, TYPES[".html"], length=1000)
+                self.wfile.write(b"<p>The beginning")
             case ["type", "none"]:
                 self._send(200, b"no type", None)
             case ["type", major, minor]:

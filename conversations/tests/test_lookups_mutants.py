@@ -373,6 +373,18 @@ def test_body_of_exactly_two_megabytes_is_read(server):
     assert lookup_page(url=url).text == "a" * 3_999 + "…"
 
 
+@pytest.mark.parametrize(
+    ("path", "kind", "message"),
+    [
+        ("/gzip/broken", "unparsable", "The page could not be decompressed."),
+        ("/broken-off", "connection", "The page broke off its answer."),
+    ],
+)
+def test_body_that_cannot_be_read_says_why(server, path, kind, message):
+    failed = failure(lambda: lookup_page(url=server.url(path)))
+    assert (failed.kind, failed.message) == (kind, message)
+
+
 # _seconds: a time in the words of a message -------------------------------------------------------
 
 
