@@ -404,13 +404,15 @@ META_PAST_4096 = b'<html><head><!--' + b"x" * 4057 + b'--><meta charset="cp1252"
     [
         # A byte its charset lacks (0x81 in windows-1252) is replaced; the rest is read in that charset.
         ("text/html; charset=windows-1252", b"<p>Caf\xe9 \x81 cr\xe8me</p>", "Café \ufffd crème"),
+        # The header's parameter name in any case.
+        ("Text/HTML; CHARSET=ISO-8859-1", b"<p>Caf\xe9</p>", "Café"),
         # A charset Python does not know, in the header: the meta tag's is next.
         ("text/html; charset=x-nonsense", b'<html><head><meta charset="iso-8859-1"></head><body><p>Caf\xe9</p>'
                                           b"</body></html>", "Café"),
         # A meta tag is looked for in the first 4,096 bytes only: there the charset reads "cp125".
         ("text/html", META_PAST_4096, "Caf\ufffd"),
     ],
-    ids=["byte-the-charset-lacks", "unknown-header-charset", "meta-past-4096-bytes"],
+    ids=["byte-the-charset-lacks", "header-in-capitals", "unknown-header-charset", "meta-past-4096-bytes"],
 )
 def test_page_is_decoded_in_the_charset_it_declares(server, content_type, body, text):
     assert lookup_page(url=server.serve("/charset", body, content_type)).text == text
