@@ -54,6 +54,7 @@ WAIT_SECONDS = 60.0  # the longest a handler waits for `released`: a forgotten c
 WTTR_UNKNOWN_404 = b'{"current_condition": [{"temp_C": "27", "weatherDesc": [{"value": "Sunny"}]}], ' \
                    b'"nearest_area": [{"areaName": [{"value": "New Found Out"}]}]}'
 WTTR_UNKNOWN_200 = b"Unknown location; please try ~-82.1081821,34.37824"
+GZIP_BOMB = gzip.compress(b" " * (8 * 1024 * 1024))  # a few KB that inflate to 8 MB, made once
 
 
 @dataclass(frozen=True)
@@ -202,8 +203,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self._head(200, "text/plain", length=100)
                 self._pour(HUGE_BYTES)
             case ["gzip", "bomb"]:
-                self._send(200, gzip.compress(b" " * (8 * 1024 * 1024)), "text/html",
-                           headers={"Content-Encoding": "gzip"})
+                self._send(200, GZIP_BOMB, "text/html", headers={"Content-Encoding": "gzip"})
             case ["gzip", "page"]:
                 self._send(200, gzip.compress((PAGES / "article.html").read_bytes()), TYPES[".html"],
                            headers={"Content-Encoding": "gzip"})

@@ -5,6 +5,7 @@ samples, with answers edited where a test needs one the samples do not hold."""
 
 import ipaddress
 import json
+import tracemalloc
 import warnings
 from collections.abc import Callable
 
@@ -363,6 +364,19 @@ def test_server_that_stops_sending_its_body_is_cut_off_when_the_body_time_is_up(
     monkeypatch.setattr(lookups, "READ_TIMEOUT", 120.0)
     failed = failure(lambda: lookup_page(url=server.url("/stall-body")))
     assert (failed.kind, failed.message) == ("timeout", "The page took more than 0.5 seconds to arrive.")
+
+
+def test_gzip_bomb_is_refused_without_being_inflated_whole(server):
+    # The body is read and inflated 64 KB at a time (CHUNK_BYTES), so no more than MAX_BYTES and a
+    # piece are ever held. The server's bomb is made before the memory is traced.
+    tracemalloc.start()
+    try:
+        failed = failure(lambda: lookup_page(url=server.url("/gzip/bomb")))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert (failed.kind, failed.message) == ("too_large", "The page is larger than 2 MB.")
+    assert peak < 8 * 1024 * 1024, f"{peak:,} bytes held at once: the whole bomb (8 MB)"
 
 
 # _body: at most MAX_BYTES (2 MB) --------------------------------------------------------------------
