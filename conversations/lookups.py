@@ -778,12 +778,10 @@ def _chunks(response: requests.Response, *, deadline: float) -> Iterator[bytes]:
         left = deadline - time.monotonic()
         if left <= 0:
             raise _Deadline
-        # The socket is the connection's, unless http.client handed it to the response, which it does
-        # when the answer ends the connection (every request here asks for that: Connection: close):
-        # then only the response's file holds it (http.client's fp, a SocketIO; None once read).
-        sock = getattr(getattr(raw, "connection", None), "sock", None) or getattr(
-            getattr(getattr(getattr(raw, "_fp", None), "fp", None), "raw", None), "_sock", None
-        )
+        # The socket under the response's file (http.client's fp, a SocketIO; None once the body is
+        # read). Not the connection's: http.client drops it there when the answer ends the connection,
+        # which every answer here does (each request asks Connection: close).
+        sock = getattr(getattr(getattr(getattr(raw, "_fp", None), "fp", None), "raw", None), "_sock", None)
         if sock is not None:
             sock.settimeout(min(READ_TIMEOUT, left))
         try:

@@ -78,7 +78,8 @@ def test_summary_of_a_page_other_than_http_is_refused_in_words_and_code():
         ("weather", "é" * 1234, "too_long", "A place name is at most 200 characters; this one is 1,234."),
         ("search", "cats\x07", "control", "A web search cannot contain control characters (tabs, line breaks…)."),
         ("weather", "Par\tis", "control", "A place name cannot contain control characters (tabs, line breaks…)."),
-        ("search", "evil\u202egnp.exe", "bidi", "A web search cannot contain characters that change the direction of text."),
+        ("search", "evil\u202egnp.exe", "bidi",
+         "A web search cannot contain characters that change the direction of text."),
         ("weather", "Par\u2066is", "bidi", "A place name cannot contain characters that change the direction of text."),
         ("page", "https://example.com/" + "a" * 1990, "too_long",
          "A web address is at most 2,000 characters; this one is 2,010."),
@@ -232,9 +233,11 @@ def area(edit: Callable[[dict], object]) -> Callable[[dict], object]:
          "Weather in Heideck, Germany"),
         (lambda data: data.pop("nearest_area"), f"Weather:\n{NOW}\n{DAYS}", "Weather"),
         (lambda data: data["current_condition"][0].pop("winddir16Point"),
-         f"Weather in Heideck, Bayern, Germany:\n{NOW.removesuffix(' SW.')}.\n{DAYS}", "Weather in Heideck, Bayern, Germany"),
+         f"Weather in Heideck, Bayern, Germany:\n{NOW.removesuffix(' SW.')}.\n{DAYS}",
+         "Weather in Heideck, Bayern, Germany"),
         (lambda data: data.update(weather=[{**data["weather"][0], "date": ""}, "2026-04-04", data["weather"][2]]),
-         f"Weather in Heideck, Bayern, Germany:\n{NOW}\n2026-04-05: 5 to 19 °C", "Weather in Heideck, Bayern, Germany"),
+         f"Weather in Heideck, Bayern, Germany:\n{NOW}\n2026-04-05: 5 to 19 °C",
+         "Weather in Heideck, Bayern, Germany"),
     ],
     ids=["no-region", "empty-region", "region-not-an-object", "no-area", "no-wind-direction", "days-without-date"],
 )
@@ -410,7 +413,9 @@ def test_time_in_words(seconds, words):
 
 # _decoded: the body as text ------------------------------------------------------------------------
 
-META_PAST_4096 = b'<html><head><!--' + b"x" * 4057 + b'--><meta charset="cp1252"></head><body><p>Caf\xe9</p></body></html>'
+META_PAST_4096 = (
+    b"<html><head><!--" + b"x" * 4057 + b'--><meta charset="cp1252"></head><body><p>Caf\xe9</p></body></html>'
+)
 
 
 @pytest.mark.parametrize(
