@@ -1,7 +1,7 @@
 """A local HTTP server for the web lookups' tests: the saved sample pages, and scripted misbehaviour
 by path (redirects, a server that stalls or drips, huge and lying bodies, wrong types, errors).
 
-It runs in daemon threads (ThreadingHTTPServer) on a loopback address of the test's choosing and
+It runs in daemon threads (ThreadingHTTPServer) on a loopback address of the test's choosing (IPv4 or IPv6) and
 records every request it gets (`hits`), so a test can prove that a refused address was never
 connected to. A test may add answers of its own: server.serve(path, body, content_type).
 Handlers that wait (stall, drip) wait on `released`, which close() sets, so no thread outlives
@@ -36,6 +36,7 @@ Paths (query strings in brackets):
 from __future__ import annotations
 
 import gzip
+import socket
 import sys
 import threading
 from dataclasses import dataclass
@@ -74,7 +75,7 @@ class LookupServer:
         self.custom: dict[str, tuple[int, bytes, str | None]] = {}
         self._lock = threading.Lock()
         self.errors: list[str] = []  # what went wrong in handlers (a client refusing our certificate, say)
-        self._httpd = _Server((host, port), _handler_for(self))
+        self._httpd = (_Server6 if ":" in host else _Server)((host, port), _handler_for(self))
         self._httpd.owner = self
         if ssl_context is not None:  # the handshake happens in the handler's thread, at its first read
             self._httpd.socket = ssl_context.wrap_socket(
@@ -121,6 +122,10 @@ class _Server(ThreadingHTTPServer):
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         self.owner.errors.append(repr(sys.exc_info()[1]))
+
+
+class _Server6(_Server):
+    address_family = socket.AF_INET6
 
 
 def _handler_for(server: LookupServer) -> type[BaseHTTPRequestHandler]:

@@ -22,7 +22,7 @@ from conversations.lookups import (
     lookup_search,
     lookup_weather,
 )
-from conversations.tests.lookup_server import PAGES
+from conversations.tests.lookup_server import PAGES, LookupServer
 from conversations.tests.test_lookups import failure, server  # noqa: F401 - the fixture
 
 
@@ -435,3 +435,42 @@ META_PAST_4096 = (
 )
 def test_page_is_decoded_in_the_charset_it_declares(server, content_type, body, text):
     assert lookup_page(url=server.serve("/charset", body, content_type)).text == text
+
+
+# _send_to: the request ------------------------------------------------------------------------------
+
+
+def test_request_asks_for_web_pages_and_a_closed_connection(server):
+    lookup_page(url=server.url("/pages/article.html"))
+    (hit,) = server.hits
+    assert hit.headers["accept"] == "text/html,text/plain;q=0.9,application/json;q=0.8,*/*;q=0.1"
+    assert hit.headers["connection"] == "close"
+
+
+def test_address_without_a_path_asks_for_the_root(server):
+    server.serve("/", b"<html><body><p>The root</p></body></html>", "text/html; charset=utf-8")
+    assert lookup_page(url=server.url("")).text == "The root"
+    assert server.paths() == ["/"]
+
+
+def test_address_without_a_port_goes_to_port_80(server):
+    try:
+        web = LookupServer("127.0.0.2", port=80)
+    except PermissionError:
+        pytest.skip("port 80 cannot be listened on here")
+    with web:
+        assert lookup_page(url="http://127.0.0.2/pages/plain.txt").text
+    (hit,) = web.hits
+    assert hit.headers["host"] == "127.0.0.2"
+
+
+def test_ipv6_address_is_in_brackets_in_the_host_header(settings):
+    settings.LOOKUP_ALLOWED_NETWORKS = ["::1/128"]
+    try:
+        web = LookupServer("::1")
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    with web:
+        lookup_page(url=web.url("/pages/plain.txt", host="[::1]"))
+    (hit,) = web.hits
+    assert hit.headers["host"] == f"[::1]:{web.port}"
