@@ -5,6 +5,7 @@ samples, with answers edited where a test needs one the samples do not hold."""
 
 import ipaddress
 import json
+import socket
 import tracemalloc
 import warnings
 from collections.abc import Callable
@@ -23,7 +24,13 @@ from conversations.lookups import (
     lookup_weather,
 )
 from conversations.tests.lookup_server import PAGES, LookupServer
-from conversations.tests.test_lookups import failure, server  # noqa: F401 - the fixture
+from conversations.tests.test_lookups import (  # noqa: F401 - the fixtures
+    certificates,
+    failure,
+    fake_dns,
+    server,
+    tls_server,
+)
 
 
 def search_page(*blocks: str) -> bytes:
@@ -474,3 +481,31 @@ def test_ipv6_address_is_in_brackets_in_the_host_header(settings):
         lookup_page(url=web.url("/pages/plain.txt", host="[::1]"))
     (hit,) = web.hits
     assert hit.headers["host"] == f"[::1]:{web.port}"
+
+
+def test_server_that_never_takes_the_connection_is_unreachable_within_the_connect_timeout(server, monkeypatch):
+    monkeypatch.setattr(lookups, "CONNECT_TIMEOUT", 1.0)
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.2", 0))
+        listener.listen(0)
+        port = listener.getsockname()[1]
+        # Its queue filled and never accepted: the kernel drops the next connection's SYN, as a
+        # firewall that drops does.
+        queued = [socket.socket() for _ in range(3)]
+        try:
+            for connection in queued:
+                connection.setblocking(False)
+                connection.connect_ex(("127.0.0.2", port))
+            failed = failure(lambda: lookup_page(url=f"http://127.0.0.2:{port}/"))
+        finally:
+            for connection in queued:
+                connection.close()
+    assert (failed.kind, failed.message) == ("timeout", "The page could not be reached within 1 second.")
+
+
+def test_https_certificate_for_another_name_is_refused_in_words(tls_server, fake_dns):
+    fake_dns.names["other.example"] = ["127.0.0.2"]
+    failed = failure(lambda: lookup_page(url=tls_server.url("/pages/article.html", host="other.example")))
+    assert (failed.kind, failed.message) == (
+        "tls", "The page has a security certificate that is not valid for its address.",
+    )
