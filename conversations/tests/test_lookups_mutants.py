@@ -407,6 +407,7 @@ def test_body_of_exactly_two_megabytes_is_read(server):
 def test_body_that_cannot_be_read_says_why(server, path, kind, message):
     failed = failure(lambda: lookup_page(url=server.url(path)))
     assert (failed.kind, failed.message) == (kind, message)
+    assert str(failed) == message  # what a traceback or a log of the exception shows
 
 
 # _seconds: a time in the words of a message -------------------------------------------------------
@@ -509,3 +510,26 @@ def test_https_certificate_for_another_name_is_refused_in_words(tls_server, fake
     assert (failed.kind, failed.message) == (
         "tls", "The page has a security certificate that is not valid for its address.",
     )
+
+
+def test_closed_port_is_unreachable_in_words(server):
+    with LookupServer("127.0.0.2") as gone:
+        url = gone.url("/pages/article.html")
+    failed = failure(lambda: lookup_page(url=url))
+    assert (failed.kind, failed.message) == ("connection", "The page could not be reached.")
+
+
+# _fetch and _parts: the address fetched, and each redirect ----------------------------------------
+
+
+def test_redirect_to_something_other_than_http_is_refused_in_words(server):
+    failed = failure(lambda: lookup_page(url=server.url("/redirect?to=ftp%3A%2F%2F127.0.0.2%2F")))
+    assert (failed.kind, failed.message) == (
+        "bad_url", "The page redirected to something other than an http or https page.",
+    )
+
+
+def test_search_service_address_other_than_http_is_refused_in_words(server, settings):
+    settings.SEARCH_URL = "ftp://127.0.0.2/{query}"
+    failed = failure(lambda: lookup_search(query="cats"))
+    assert (failed.kind, failed.message) == ("bad_url", "Only http and https pages can be fetched.")
