@@ -25,6 +25,7 @@ Paths (query strings in brackets):
     /gzip/bomb                       a few KB of gzip that inflate to 8 MB
     /gzip/page                       the article, gzip-encoded
     /gzip/broken                     a body said to be gzip that is not
+    /located                         a page (200) with a Location header, which only redirects mean
     /broken-off                      Content-Length: 1000, then a few bytes and the connection closed
     /type/<a>/<b>                    bytes typed a/b (/type/none: no Content-Type)
     /status/<code>                   that status, with a short HTML body
@@ -214,6 +215,9 @@ class _Handler(BaseHTTPRequestHandler):
                            headers={"Content-Encoding": "gzip"})
             case ["gzip", "broken"]:
                 self._send(200, b"<p>not gzip at all</p>", TYPES[".html"], headers={"Content-Encoding": "gzip"})
+            case ["located"]:
+                self._send(200, b"<html><body><p>Right here</p></body></html>", TYPES[".html"],
+                           headers={"Location": "/pages/plain.txt"})
             case ["broken-off"]:
                 self._head(200, TYPES[".html"], length=1000)
                 self.wfile.write(b"<p>The beginning")

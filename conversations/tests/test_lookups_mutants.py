@@ -28,6 +28,7 @@ from conversations.tests.test_lookups import (  # noqa: F401 - the fixtures
     certificates,
     failure,
     fake_dns,
+    private_server,
     server,
     tls_server,
 )
@@ -533,3 +534,25 @@ def test_search_service_address_other_than_http_is_refused_in_words(server, sett
     settings.SEARCH_URL = "ftp://127.0.0.2/{query}"
     failed = failure(lambda: lookup_search(query="cats"))
     assert (failed.kind, failed.message) == ("bad_url", "Only http and https pages can be fetched.")
+
+
+def test_proxy_of_the_environment_is_not_used(server, private_server, monkeypatch):
+    # A proxy would connect to the address instead of us: the checked address is the one connected to.
+    for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", private_server.url(""))
+    monkeypatch.setenv("http_proxy", private_server.url(""))
+    assert lookup_page(url=server.url("/pages/plain.txt")).text
+    assert server.paths() == ["/pages/plain.txt"]
+    assert private_server.hits == []
+
+
+def test_location_header_of_an_answer_that_is_no_redirect_is_not_followed(server):
+    assert lookup_page(url=server.url("/located")).text == "Right here"
+    assert server.paths() == ["/located"]
+
+
+def test_multiple_choices_is_an_error(server):
+    # 300: not one of the redirects followed (301, 302, 303, 307, 308), nor a page.
+    failed = failure(lambda: lookup_page(url=server.url("/status/300")))
+    assert (failed.kind, failed.message) == ("http_status", "The page answered with an error (HTTP 300).")
