@@ -729,6 +729,8 @@ def _send_to(session: requests.Session, parts: SplitResult, address: Address, *,
                            kind="tls") from None
     except requests.exceptions.ConnectionError:
         raise _Unreachable(f"{names.who} could not be reached.", kind="connection") from None
+    except ValueError:  # requests parses a redirect's Location even when it does not follow it (Response.next)
+        raise LookupFailed(f"{names.who} has an address that is not valid.", kind="bad_url") from None
 
 
 def _seconds(seconds: float) -> str:

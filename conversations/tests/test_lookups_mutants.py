@@ -9,6 +9,7 @@ import socket
 import tracemalloc
 import warnings
 from collections.abc import Callable
+from urllib.parse import quote
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured, ValidationError
@@ -528,6 +529,12 @@ def test_redirect_to_something_other_than_http_is_refused_in_words(server):
     assert (failed.kind, failed.message) == (
         "bad_url", "The page redirected to something other than an http or https page.",
     )
+
+
+@pytest.mark.parametrize("target", ["http://127.0.0.2:99999/", "http://[127.0.0.2/", "http://:80/page"])
+def test_redirect_to_an_address_that_is_not_valid_is_refused_in_words(server, target):
+    failed = failure(lambda: lookup_page(url=server.url("/redirect?to=" + quote(target, safe=""))))
+    assert (failed.kind, failed.message) == ("bad_url", "The page has an address that is not valid.")
 
 
 def test_search_service_address_other_than_http_is_refused_in_words(server, settings):
