@@ -563,3 +563,17 @@ def test_multiple_choices_is_an_error(server):
     # 300: not one of the redirects followed (301, 302, 303, 307, 308), nor a page.
     failed = failure(lambda: lookup_page(url=server.url("/status/300")))
     assert (failed.kind, failed.message) == ("http_status", "The page answered with an error (HTTP 300).")
+
+
+# _addresses: the host's addresses -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("resolves", ["nothing", "an error"])
+def test_name_that_does_not_resolve_says_so_in_words(server, fake_dns, resolves):
+    if resolves == "nothing":
+        fake_dns.names["nowhere.example"] = []
+        url = "http://nowhere.example/"
+    else:
+        url = "http://nowhere.invalid/"  # .invalid never resolves (RFC 6761): the resolver raises
+    failed = failure(lambda: lookup_page(url=url))
+    assert (failed.kind, failed.message) == ("dns", "The page could not be found (its address does not resolve).")
