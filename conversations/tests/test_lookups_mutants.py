@@ -577,3 +577,23 @@ def test_name_that_does_not_resolve_says_so_in_words(server, fake_dns, resolves)
         url = "http://nowhere.invalid/"  # .invalid never resolves (RFC 6761): the resolver raises
     failed = failure(lambda: lookup_page(url=url))
     assert (failed.kind, failed.message) == ("dns", "The page could not be found (its address does not resolve).")
+
+
+# _ascii: a host name that is not ASCII, as DNS and the Host header take it ----------------------------
+
+
+def test_host_name_that_is_not_ascii_is_looked_up_and_sent_in_idna(server, fake_dns):
+    fake_dns.names["xn--bcher-kva.example"] = ["127.0.0.2"]
+    # A full-width "ｂ", which UTS 46 maps to "b" (IDNA 2008 alone refuses it).
+    assert lookup_page(url=f"http://ｂücher.example:{server.port}/pages/plain.txt").text
+    (hit,) = server.hits
+    assert hit.headers["host"] == f"xn--bcher-kva.example:{server.port}"
+
+
+# _request: a lookup that cannot be made fails with why -----------------------------------------------
+
+
+def test_lookup_that_cannot_be_made_fails_with_the_reason_in_words(server):
+    failed = failure(lambda: lookup_search(query="x" * 201))
+    assert (failed.kind, failed.message) == ("invalid", "A web search is at most 200 characters; this one is 201.")
+    assert server.hits == []
