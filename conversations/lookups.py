@@ -729,6 +729,8 @@ def _send_to(session: requests.Session, parts: SplitResult, address: Address, *,
                            kind="tls") from None
     except requests.exceptions.ConnectionError:
         raise _Unreachable(f"{names.who} could not be reached.", kind="connection") from None
+    except ValueError:  # requests parses a redirect's Location even when it does not follow it (Response.next)
+        raise LookupFailed(f"{names.who} has an address that is not valid.", kind="bad_url") from None
 
 
 def _seconds(seconds: float) -> str:
@@ -778,7 +780,10 @@ def _chunks(response: requests.Response, *, deadline: float) -> Iterator[bytes]:
         left = deadline - time.monotonic()
         if left <= 0:
             raise _Deadline
-        sock = getattr(getattr(raw, "connection", None), "sock", None)
+        # The socket under the response's file (http.client's fp, a SocketIO; None once the body is
+        # read). Not the connection's: http.client drops it there when the answer ends the connection,
+        # which every answer here does (each request asks Connection: close).
+        sock = getattr(getattr(getattr(getattr(raw, "_fp", None), "fp", None), "raw", None), "_sock", None)
         if sock is not None:
             sock.settimeout(min(READ_TIMEOUT, left))
         try:

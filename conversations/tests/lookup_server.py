@@ -1,7 +1,7 @@
 """A local HTTP server for the web lookups' tests: the saved sample pages, and scripted misbehaviour
 by path (redirects, a server that stalls or drips, huge and lying bodies, wrong types, errors).
 
-It runs in daemon threads (ThreadingHTTPServer) on a loopback address of the test's choosing and
+It runs in daemon threads (ThreadingHTTPServer) on a loopback address of the test's choosing (IPv4 or IPv6) and
 records every request it gets (`hits`), so a test can prove that a refused address was never
 connected to. A test may add answers of its own: server.serve(path, body, content_type).
 Handlers that wait (stall, drip) wait on `released`, which close() sets, so no thread outlives
@@ -24,6 +24,9 @@ Paths (query strings in brackets):
     /huge/lying                      Content-Length: 100, then 3 MB
     /gzip/bomb                       a few KB of gzip that inflate to 8 MB
     /gzip/page                       the article, gzip-encoded
+    /gzip/broken                     a body said to be gzip that is not
+    /located                         a page (200) with a Location header, which only redirects mean
+    /broken-off                      Content-Length: 1000, then a few bytes and the connection closed
     /type/<a>/<b>                    bytes typed a/b (/type/none: no Content-Type)
     /status/<code>                   that status, with a short HTML body
     /long-text                       text/plain of 20,000 words
@@ -34,6 +37,7 @@ Paths (query strings in brackets):
 from __future__ import annotations
 
 import gzip
+import socket
 import sys
 import threading
 from dataclasses import dataclass
@@ -52,6 +56,7 @@ WAIT_SECONDS = 60.0  # the longest a handler waits for `released`: a forgotten c
 WTTR_UNKNOWN_404 = b'{"current_condition": [{"temp_C": "27", "weatherDesc": [{"value": "Sunny"}]}], ' \
                    b'"nearest_area": [{"areaName": [{"value": "New Found Out"}]}]}'
 WTTR_UNKNOWN_200 = b"Unknown location; please try ~-82.1081821,34.37824"
+GZIP_BOMB = gzip.compress(b" " * (8 * 1024 * 1024))  # a few KB that inflate to 8 MB, made once
 
 
 @dataclass(frozen=True)
@@ -71,7 +76,7 @@ class LookupServer:
         self.custom: dict[str, tuple[int, bytes, str | None]] = {}
         self._lock = threading.Lock()
         self.errors: list[str] = []  # what went wrong in handlers (a client refusing our certificate, say)
-        self._httpd = _Server((host, port), _handler_for(self))
+        self._httpd = (_Server6 if ":" in host else _Server)((host, port), _handler_for(self))
         self._httpd.owner = self
         if ssl_context is not None:  # the handshake happens in the handler's thread, at its first read
             self._httpd.socket = ssl_context.wrap_socket(
@@ -118,6 +123,10 @@ class _Server(ThreadingHTTPServer):
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         self.owner.errors.append(repr(sys.exc_info()[1]))
+
+
+class _Server6(_Server):
+    address_family = socket.AF_INET6
 
 
 def _handler_for(server: LookupServer) -> type[BaseHTTPRequestHandler]:
@@ -200,11 +209,18 @@ class _Handler(BaseHTTPRequestHandler):
                 self._head(200, "text/plain", length=100)
                 self._pour(HUGE_BYTES)
             case ["gzip", "bomb"]:
-                self._send(200, gzip.compress(b" " * (8 * 1024 * 1024)), "text/html",
-                           headers={"Content-Encoding": "gzip"})
+                self._send(200, GZIP_BOMB, "text/html", headers={"Content-Encoding": "gzip"})
             case ["gzip", "page"]:
                 self._send(200, gzip.compress((PAGES / "article.html").read_bytes()), TYPES[".html"],
                            headers={"Content-Encoding": "gzip"})
+            case ["gzip", "broken"]:
+                self._send(200, b"<p>not gzip at all</p>", TYPES[".html"], headers={"Content-Encoding": "gzip"})
+            case ["located"]:
+                self._send(200, b"<html><body><p>Right here</p></body></html>", TYPES[".html"],
+                           headers={"Location": "/pages/plain.txt"})
+            case ["broken-off"]:
+                self._head(200, TYPES[".html"], length=1000)
+                self.wfile.write(b"<p>The beginning")
             case ["type", "none"]:
                 self._send(200, b"no type", None)
             case ["type", major, minor]:
