@@ -466,8 +466,8 @@ def test_address_without_a_path_asks_for_the_root(server):
 def test_address_without_a_port_goes_to_port_80(server):
     try:
         web = LookupServer("127.0.0.2", port=80)
-    except PermissionError:
-        pytest.skip("port 80 cannot be listened on here")
+    except OSError as error:  # not allowed (not root), or taken
+        pytest.skip(f"port 80 of 127.0.0.2 cannot be listened on here: {error}")
     with web:
         assert lookup_page(url="http://127.0.0.2/pages/plain.txt").text
     (hit,) = web.hits
