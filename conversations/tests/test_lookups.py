@@ -724,7 +724,7 @@ def test_https_certificate_for_another_name_is_refused(tls_server, fake_dns, hos
 
 def test_the_limits_are_those_the_readme_names():
     # The tests around here shorten or use these; a change of the values themselves shows here.
-    assert (lookups.CONNECT_TIMEOUT, lookups.READ_TIMEOUT) == (3, 10)  # seconds
+    assert (lookups.CONNECT_TIMEOUT, lookups.READ_TIMEOUT, lookups.BODY_SECONDS) == (3, 10, 10)  # seconds
     assert lookups.MAX_BYTES == 2 * 1024 * 1024 and lookups.MAX_REDIRECTS == 3
 
 
