@@ -604,7 +604,7 @@ class SidebarPage:
         next_url = None
         if len(items) > SIDEBAR_PAGE_SIZE:
             items = items[:SIDEBAR_PAGE_SIZE]
-            params = {"cursor": str(ListCursor.after(items[-1], "updated_at")), **({"q": self.query} if self.query else {})}
+            params = {"cursor": ListCursor.after(items[-1], "updated_at"), **({"q": self.query} if self.query else {})}
             next_url = f"{reverse('conversations:list')}?{urlencode(params)}"
         if self.query:
             for item in items:
@@ -871,7 +871,8 @@ def conversation_archived(request: HttpRequest) -> HttpResponse:
     next_url = None
     if len(archived) > ARCHIVED_PAGE_SIZE:
         archived = archived[:ARCHIVED_PAGE_SIZE]
-        next_url = f"{reverse('conversations:archived')}?{urlencode({'cursor': ListCursor.after(archived[-1], 'archived_at')})}"
+        cursor = ListCursor.after(archived[-1], "archived_at")
+        next_url = f"{reverse('conversations:archived')}?{urlencode({'cursor': cursor})}"
     context = {"archived": archived, "next_url": next_url}
     if request.htmx and after:
         return render(request, "conversations/archived.html#archived-page", context)

@@ -741,7 +741,7 @@ async def test_a_slow_lookup_the_model_called_is_checkpointed_so_the_reply_does_
     settings.SEARCH_URL = web.url("/gate/ddg/results?q={query}")  # answers once the test opens the gate
     fake_upstream.script(FakeReply(tool_calls=[FakeToolCall("web_search", {"query": "owls"})]), FakeReply(text="Owls hunt."))
     reply = await ask(conversation, "Tell me about owls")
-    job, claimed = await job_started(reply)
+    job, _ = await job_started(reply)
     async with asyncio.timeout(60):
         while not web.hits:  # the model's lookup has reached the server, which waits for the gate
             await asyncio.sleep(0.01)
